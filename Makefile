@@ -1,0 +1,43 @@
+# Set-up and everyday commands. Everything installs into .venv/ at the repository root.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test test-fast install install-all browser clean-venv
+
+# The service with the shipped model (inference stack only: no torch).
+serve: $(VENV)/.base
+	$(VENV)/bin/wildscan serve --host $(HOST) --port $(PORT)
+
+# The whole test suite, with everything it needs (training stack, Ray, a real chromium).
+test: $(VENV)/.all browser
+	$(PY) -m pytest -ra
+
+test-fast: $(VENV)/.all
+	$(PY) -m pytest -ra -m "not slow and not browser"
+
+install: $(VENV)/.base
+install-all: $(VENV)/.all
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.base: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.all: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[train,ray,dev]'
+	touch $@ $(VENV)/.base
+
+# Debian's chromium for the web-page test (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,178 @@
+"""Decoding and preprocessing on real photos and on every kind of bad input."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vision.errors import ImageError
+from vision.preprocess import (
+    PreprocessConfig, load_for_model, load_image, normalize, resize_for_model, to_model_input,
+)
+
+CFG = PreprocessConfig()
+
+
+def jpeg_bytes(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height``, followed by a tiny (bogus) IDAT."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture()
+def real(photo) -> Image.Image:
+    return Image.open(photo("snake_live")).convert("RGB")
+
+
+def test_real_photo_decodes_to_rgb_and_normalises(photo):
+    data = photo("ivory_carving").read_bytes()
+    tensor, decoded = load_for_model(data, CFG)
+    assert decoded.format == "JPEG" and decoded.image.mode == "RGB"
+    assert (decoded.width, decoded.height) == Image.open(io.BytesIO(data)).size
+    assert tensor.shape == (3, 224, 224) and tensor.dtype == np.float32
+    assert -1.0 <= tensor.min() < tensor.max() <= 1.0
+
+
+def test_normalise_matches_the_textbook_formula(real):
+    cfg = PreprocessConfig(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    pixels = np.asarray(resize_for_model(real, cfg))
+    expected = ((pixels / 255.0 - cfg.mean) / cfg.std).transpose(2, 0, 1)
+    np.testing.assert_allclose(normalize(pixels, cfg), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["squash", "center_crop", "letterbox"])
+def test_every_resize_mode_gives_the_input_size(real, mode):
+    cfg = PreprocessConfig(resize_mode=mode, crop_pct=0.875)
+    assert to_model_input(real, cfg).shape == (3, 224, 224)
+
+
+def test_center_crop_matches_timm_eval_transform(real):
+    """Our numpy + Pillow path reproduces timm's eval transform for the same settings."""
+    transforms = pytest.importorskip("timm.data").create_transform
+    tf = transforms(input_size=(3, 224, 224), interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.875)
+    ours = to_model_input(real, PreprocessConfig(resize_mode="center_crop", crop_pct=0.875))
+    theirs = tf(real).numpy()
+    assert np.abs(ours - theirs).mean() < 0.01
+
+
+def test_fast_jpeg_path_stays_within_stated_tolerance(real):
+    big = real.resize((1600, 1200), Image.Resampling.BICUBIC)
+    data = jpeg_bytes(big)
+    fast, decoded_fast = load_for_model(data, CFG, fast=True)
+    full, decoded_full = load_for_model(data, CFG, fast=False)
+    assert decoded_fast.image.size[0] < 1600  # the reduced DCT decode really happened
+    assert (decoded_fast.width, decoded_fast.height) == (decoded_full.width, decoded_full.height) == (1600, 1200)
+    assert np.abs(fast - full).mean() < 0.02
+
+
+def test_exif_rotated_photo_is_turned_upright(real):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # camera held sideways: rotate 90 degrees clockwise to view
+    data = jpeg_bytes(real, exif=exif.tobytes())
+    decoded = load_image(data)
+    assert (decoded.width, decoded.height) == (real.height, real.width)
+    upright = real.transpose(Image.Transpose.ROTATE_270)
+    diff = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(upright, np.float32)).mean()
+    assert diff < 6  # JPEG noise only; the wrong rotation differs by far more
+    wrong = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(real.transpose(Image.Transpose.ROTATE_90), np.float32)).mean()
+    assert wrong > 3 * diff
+
+
+def test_png_with_alpha_is_composited_on_white(real):
+    rgba = real.convert("RGBA")
+    alpha = Image.new("L", real.size, 0)
+    alpha.paste(255, (0, 0, real.width // 2, real.height))
+    rgba.putalpha(alpha)
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    out = np.asarray(load_image(buf.getvalue()).image)
+    assert out.shape[2] == 3
+    assert (out[:, -5:] == 255).all()  # transparent half is white
+    assert not (out[:, :5] == 255).all()
+
+
+def test_cmyk_jpeg_becomes_rgb(real):
+    decoded = load_image(jpeg_bytes(real.convert("CMYK")))
+    assert decoded.image.mode == "RGB"
+    assert np.abs(np.asarray(decoded.image, np.float32) - np.asarray(real, np.float32)).mean() < 20
+
+
+def test_16_bit_png_keeps_its_contrast():
+    ramp = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG")
+    out = np.asarray(load_image(buf.getvalue()).image)
+    assert out.dtype == np.uint8 and out.shape == (64, 64, 3)
+    assert out.min() <= 2 and out.max() >= 253  # full range, not clipped to white
+
+
+def test_animated_gif_gives_its_first_frame():
+    frames = [Image.new("RGB", (40, 30), c) for c in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = np.asarray(load_image(buf.getvalue()).image)
+    assert out[..., 0].mean() > 150 and out[..., 1].mean() < 50
+
+
+def test_palette_png_becomes_rgb(real):
+    buf = io.BytesIO()
+    real.convert("P", palette=Image.Palette.ADAPTIVE).save(buf, "PNG")
+    assert load_image(buf.getvalue()).image.mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda real: b"", "empty"),
+        (lambda real: b"this is a text file, not a photo\n" * 10, "not_an_image"),
+        (lambda real: b"%PDF-1.7\n" + b"0" * 100, "unsupported_format"),
+        (lambda real: jpeg_bytes(real)[:2000], "truncated"),
+        (lambda real: png_header_only(20_000, 20_000), "too_many_pixels"),
+        (lambda real: png_header_only(8_000, 6_000), "too_many_pixels"),
+    ],
+    ids=["empty", "text-as-jpg", "pdf", "truncated-jpeg", "20000x20000", "48-megapixel"],
+)
+def test_bad_input_is_refused_with_a_reason(real, make, reason):
+    with pytest.raises(ImageError) as err:
+        load_image(make(real))
+    assert err.value.reason == reason
+    assert len(err.value.message) > 10  # a sentence, not a code
+
+
+def test_pixel_cap_is_checked_before_decoding():
+    """The 20000x20000 header is refused although its pixel data is bogus: nothing was decoded."""
+    with pytest.raises(ImageError) as err:
+        load_image(png_header_only(20_000, 20_000), max_pixels=10**12)
+    assert err.value.reason in ("too_many_pixels", "corrupt", "truncated")
+    with pytest.raises(ImageError) as err:
+        load_image(png_header_only(5_000, 5_000))
+    assert err.value.reason != "too_many_pixels"  # under the cap: refused later, for its data
+
+
+def test_byte_limit(real):
+    with pytest.raises(ImageError) as err:
+        load_image(jpeg_bytes(real), max_bytes=100)
+    assert err.value.reason == "too_large"
+
+
+def test_corrupt_jpeg_body_is_refused_not_crashed(real):
+    data = bytearray(jpeg_bytes(real))
+    data[600:1600] = b"\xff" * 1000
+    try:
+        decoded = load_image(bytes(data))
+    except ImageError as e:
+        assert e.reason in ("corrupt", "truncated")
+    else:  # libjpeg may recover from damage; then the result must still be a usable image
+        assert decoded.image.size == real.size

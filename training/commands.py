@@ -1,0 +1,113 @@
+"""``wildscan data | train | evaluate | export``: the training-side subcommands.
+
+Registration only builds parsers; torch and timm are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="build, check or describe the training dataset")
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    b = actions.add_parser("build", help="rewrite splits.csv and excluded.csv from the shared photos")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = actions.add_parser("check", help="verify hashes, leakage between splits and class minimums")
+    c.add_argument("--pdq", action="store_true", help="also recompute every stored PDQ hash (slower)")
+    s = actions.add_parser("stats", help="print photos per class and split")
+    s.add_argument("--sheets", metavar="DIR", help="also write a contact sheet PNG per class into DIR")
+    s.add_argument("--split", default="train", help="split for the contact sheets (default train)")
+    p.set_defaults(func=run_data)
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    if args.data_command == "build":
+        print(json.dumps(data.build(progress=not args.quiet)))
+        return 0
+    if args.data_command == "check":
+        problems = data.check(recompute_pdq=args.pdq)
+        for line in problems:
+            print(line)
+        print(f"{len(problems)} problems" if problems else "dataset OK", file=sys.stderr)
+        return 1 if problems else 0
+    print(data.stats_table())
+    if args.sheets:
+        examples = data.load_split(args.split)
+        for cls in data.classes():
+            out = data.contact_sheet([e for e in examples if e.cls == cls], Path(args.sheets) / f"{cls}.png")
+            print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune the model (cached features on CPU)")
+    p.add_argument("--config", default="training/configs/efficientnet_lite0.wildtrade_v1.json",
+                   help="TrainConfig JSON (default: the shipped model's)")
+    p.add_argument("--name", help="run name (default from the config)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--limit-per-class", type=int, help="train on a small subset (smoke runs)")
+    p.add_argument("--out-dir", help="where run folders go (default runs/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, run
+
+    cfg = TrainConfig.from_file(args.config, name=args.name, epochs=args.epochs, device=args.device,
+                                limit_per_class=args.limit_per_class, out_dir=args.out_dir)
+    print(run(cfg, progress=not args.quiet))
+    return 0
+
+
+def register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a training run to a verified ONNX model bundle")
+    p.add_argument("run", help="run folder written by 'wildscan train'")
+    p.add_argument("--out", default="models", help="folder for the bundle (default models/)")
+    p.add_argument("--version", default="1.0.0", help="model version written into the bundle")
+    p.add_argument("--no-int8", action="store_true", help="skip int8 quantisation")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    report = export_run(Path(args.run), Path(args.out), version=args.version, int8=not args.no_int8,
+                        progress=not args.quiet)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def register_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model bundle on a dataset split (clean and ad-style views)")
+    p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", default=None, help="folder for metrics.json and metrics.md (default: print)")
+    p.add_argument("--limit-per-class", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from vision.registry import create_model
+
+    from .evaluate import evaluate_split, write_report
+
+    classifier = create_model(args.model, intra_threads=2)
+    metrics = evaluate_split(classifier, args.split, limit_per_class=args.limit_per_class, progress=not args.quiet)
+    if args.out:
+        paths = write_report(metrics, Path(args.out))
+        print("\n".join(map(str, paths)))
+    else:
+        from .evaluate import markdown_report
+
+        print(markdown_report(metrics))
+    return 0

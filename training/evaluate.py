@@ -1,0 +1,170 @@
+"""``wildscan evaluate``: score a model bundle on a split, clean and in the ad-style view.
+
+Runs the ONNX bundle through ``vision`` exactly as the API and scanner do (same decoding,
+same preprocessing, same decision rule), so the numbers describe the shipped product.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vision.preprocess import load_for_model, load_image, to_model_input
+from vision.runtime import Classifier
+from vision.taxonomy import get_category
+
+from . import data, metrics
+from .augment import eval_ad_view
+
+VIEWS = ("clean", "ad")
+PRECISION_TARGETS = (0.90, 0.95, 0.99)
+
+
+def model_inputs(examples: list[data.Example], classifier: Classifier, view: str) -> np.ndarray:
+    """Model inputs for the examples in one view, made by ``vision.preprocess``."""
+    cfg = classifier.preprocess
+    out = np.empty((len(examples), 3, cfg.input_size, cfg.input_size), np.float32)
+    for i, ex in enumerate(examples):
+        raw = ex.file().read_bytes()
+        if view == "clean":
+            out[i] = load_for_model(raw, cfg)[0]
+        else:
+            out[i] = to_model_input(eval_ad_view(load_image(raw).image, ex.sha256), cfg)
+    return out
+
+
+def predict_logits(classifier: Classifier, examples: list[data.Example], view: str, progress: bool = False,
+                   chunk: int = 64) -> np.ndarray:
+    from tqdm import tqdm
+
+    parts = []
+    for start in tqdm(range(0, len(examples), chunk), desc=f"evaluate {view}", disable=not progress, mininterval=5):
+        parts.append(classifier.run(model_inputs(examples[start : start + chunk], classifier, view))[0])
+    return np.concatenate(parts) if parts else np.zeros((0, len(classifier.labels)), np.float32)
+
+
+def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) -> dict:
+    """All metrics for one view from the bundle's logits and integer targets."""
+    labels = classifier.labels
+    wildlife = [lab for lab in labels if get_category(lab).is_wildlife]
+    probs_raw = metrics.softmax(logits)
+    probs = classifier.probabilities(logits).astype(np.float64)
+    predicted = probs.argmax(1)
+    table = metrics.per_class(targets, predicted, labels)
+    is_wild = np.array([get_category(labels[t]).is_wildlife for t in targets])
+    decisions = [classifier.decide(p.astype(np.float32)) for p in probs]
+    flagged = np.array([d[2] for d in decisions])
+    uncertain = np.array([d[0] == "uncertain" for d in decisions])
+    wild_score = classifier.wildlife_score(probs)
+    tp = int((flagged & is_wild).sum())
+    out = {
+        "n": int(len(targets)),
+        "accuracy": float((predicted == targets).mean()),
+        "macro_f1_all": metrics.macro_f1(table),
+        "macro_f1_wildlife": metrics.macro_f1(table, wildlife),
+        "per_class": table,
+        "flag": {
+            "precision": tp / max(1, int(flagged.sum())),
+            "recall": tp / max(1, int(is_wild.sum())),
+            "false_flag_rate": float((flagged & ~is_wild).sum() / max(1, int((~is_wild).sum()))),
+            "uncertain_rate": float(uncertain.mean()),
+        },
+        "binary": {
+            "average_precision": metrics.average_precision(wild_score, is_wild),
+            "precision_at_recall_0.95": metrics.precision_at_recall(wild_score, is_wild, 0.95),
+            "recall_at_precision_0.97": metrics.recall_at_precision(wild_score, is_wild, 0.97),
+        },
+        "ece_before_temperature": metrics.expected_calibration_error(probs_raw, targets),
+        "ece_after_temperature": metrics.expected_calibration_error(probs, targets),
+        "recall_at_precision": {
+            lab: {str(t): metrics.recall_at_precision(probs[:, k], targets == k, t) for t in PRECISION_TARGETS}
+            for k, lab in enumerate(labels) if lab in wildlife and (targets == k).any()
+        },
+        "confusion": metrics.confusion(targets, predicted, len(labels)).tolist(),
+    }
+    if "ivory" in labels and "ceramic_porcelain" in labels:
+        iv, ce = labels.index("ivory"), labels.index("ceramic_porcelain")
+        cm = out["confusion"]
+        out["ivory_vs_ceramic"] = {
+            "ivory_photos": int(sum(cm[iv])), "ivory_called_ceramic": int(cm[iv][ce]),
+            "ceramic_photos": int(sum(cm[ce])), "ceramic_called_ivory": int(cm[ce][iv]),
+            "ceramic_flagged": int((flagged & (targets == ce)).sum()),
+        }
+    return out
+
+
+def evaluate_split(classifier: Classifier, split: str = "test", *, limit_per_class: int = 0,
+                   progress: bool = False, return_logits: bool = False) -> dict:
+    """Metrics for both views of ``split``; ``labels``, ``model`` and counts included."""
+    examples = data.load_split(split)
+    if limit_per_class:
+        seen: dict[str, int] = {}
+        examples = [ex for ex in examples if seen.setdefault(ex.cls, 0) < limit_per_class and not seen.update({ex.cls: seen[ex.cls] + 1})]
+    index = {lab: i for i, lab in enumerate(classifier.labels)}
+    examples = [ex for ex in examples if ex.cls in index]
+    targets = np.array([index[ex.cls] for ex in examples], dtype=np.int64)
+    result = {"model": classifier.model_info(), "split": split, "labels": classifier.labels,
+              "temperature": classifier.config.temperature, "thresholds": classifier.config.thresholds}
+    logits_by_view = {}
+    for view in VIEWS:
+        logits = predict_logits(classifier, examples, view, progress)
+        logits_by_view[view] = logits
+        result[view] = score_view(classifier, logits, targets)
+    if return_logits:
+        result["_logits"] = logits_by_view
+        result["_examples"] = examples
+        result["_targets"] = targets
+    return result
+
+
+def markdown_report(m: dict) -> str:
+    """The metrics as Markdown tables (the model card's evaluation section)."""
+    lines = [f"Model `{m['model']['name']}` {m['model']['version']} (sha256 `{m['model']['sha256'][:16]}…`), "
+             f"split `{m['split']}`, {m['clean']['n']} photos per view.", ""]
+    lines += ["| metric | clean | ad-style |", "|---|---:|---:|"]
+    rows = [
+        ("macro-F1, wildlife classes", lambda v: v["macro_f1_wildlife"]),
+        ("macro-F1, all classes", lambda v: v["macro_f1_all"]),
+        ("top-1 accuracy", lambda v: v["accuracy"]),
+        ("flag precision (wildlife vs not)", lambda v: v["flag"]["precision"]),
+        ("flag recall", lambda v: v["flag"]["recall"]),
+        ("false-flag rate on non-wildlife", lambda v: v["flag"]["false_flag_rate"]),
+        ("'uncertain' rate", lambda v: v["flag"]["uncertain_rate"]),
+        ("binary precision at recall 0.95", lambda v: v["binary"]["precision_at_recall_0.95"]),
+        ("binary recall at precision 0.97", lambda v: v["binary"]["recall_at_precision_0.97"]),
+        ("binary average precision", lambda v: v["binary"]["average_precision"]),
+        ("ECE before temperature", lambda v: v["ece_before_temperature"]),
+        ("ECE after temperature", lambda v: v["ece_after_temperature"]),
+    ]
+    for name, get in rows:
+        lines.append(f"| {name} | {get(m['clean']):.3f} | {get(m['ad']):.3f} |")
+    lines += ["", "| class | group | support | P clean | R clean | F1 clean | F1 ad | threshold |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for lab in m["labels"]:
+        c, a = m["clean"]["per_class"][lab], m["ad"]["per_class"][lab]
+        thr = m["thresholds"].get(lab)
+        lines.append(f"| {lab} | {get_category(lab).group} | {c['support']} | {c['precision']:.3f} | {c['recall']:.3f} | "
+                     f"{c['f1']:.3f} | {a['f1']:.3f} | {'' if thr is None else f'{thr:.2f}'} |")
+    iv = m["clean"].get("ivory_vs_ceramic")
+    if iv:
+        lines += ["", "Ivory vs ceramic look-alikes (clean / ad-style): "
+                  f"ivory called ceramic {iv['ivory_called_ceramic']}/{iv['ivory_photos']} / "
+                  f"{m['ad']['ivory_vs_ceramic']['ivory_called_ceramic']}; ceramic called ivory "
+                  f"{iv['ceramic_called_ivory']}/{iv['ceramic_photos']} / {m['ad']['ivory_vs_ceramic']['ceramic_called_ivory']}; "
+                  f"ceramic flagged {iv['ceramic_flagged']} / {m['ad']['ivory_vs_ceramic']['ceramic_flagged']}."]
+    lines += ["", "Recall each wildlife class keeps at a given precision (clean view):", "",
+              "| class | P≥0.90 | P≥0.95 | P≥0.99 |", "|---|---:|---:|---:|"]
+    for lab, r in m["clean"]["recall_at_precision"].items():
+        lines.append(f"| {lab} | " + " | ".join(f"{r[str(t)]:.3f}" for t in PRECISION_TARGETS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(m: dict, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in m.items() if not k.startswith("_")}
+    j = out_dir / "metrics.json"
+    j.write_text(json.dumps(clean, indent=1) + "\n")
+    md = out_dir / "metrics.md"
+    md.write_text(markdown_report(clean))
+    return [j, md]

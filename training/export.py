@@ -1,0 +1,227 @@
+"""``wildscan export RUN``: a training run -> a verified ONNX model bundle in ``models/``.
+
+Steps, each of which can stop the export:
+
+1. rebuild the network (pretrained trunk + the run's fine-tuned top) in torch;
+2. export to ONNX (opset 17, dynamic batch, outputs ``logits`` and ``embedding``) and
+   run ``onnx.checker``;
+3. parity: torch and onnxruntime on real test photos, preprocessed by ``vision``, must
+   agree within ``PARITY_TOLERANCE`` (max absolute difference of logits and embeddings);
+4. write the bundle JSON (labels, preprocessing, temperature, thresholds, data summary);
+5. int8: static QDQ quantisation (per-channel, calibrated on training photos); it becomes
+   the default bundle only if test macro-F1 drops by at most ``INT8_MAX_F1_DROP`` and it is at
+   least ``INT8_MIN_SPEEDUP`` times faster than fp32, both measured in this run. The fp32
+   file is always kept for parity checks;
+6. evaluation of the shipped bundle on the test split, clean and ad-style, saved beside it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vision.bundle import EMBEDDING, INPUT, LOGITS, BundleConfig, load_bundle, save_bundle_config
+from vision.preprocess import PreprocessConfig, load_for_model
+from vision.runtime import Classifier
+
+from . import data
+from .model import build
+from .train import TrainConfig
+
+PARITY_TOLERANCE = 1e-3
+INT8_MAX_F1_DROP = 0.005
+INT8_MIN_SPEEDUP = 1.5
+
+
+def load_run(run_dir: Path) -> tuple[TrainConfig, dict, torch.nn.Module]:
+    """The run's config, calibration and the assembled network (eval mode)."""
+    cfg = TrainConfig.from_file(run_dir / "config.json")
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    net = build(cfg.arch, len(calibration["labels"]), cfg.cut, pretrained=True, dropout=cfg.dropout)
+    net.top.load_state_dict(torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True))
+    return cfg, calibration, net.eval()
+
+
+def export_onnx(net: torch.nn.Module, size: int, path: Path) -> Path:
+    """Export with a batch-2 example and a dynamic batch axis; then ``onnx.checker``."""
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, 3, size, size)
+    torch.onnx.export(
+        net, (example,), str(path), input_names=[INPUT], output_names=[LOGITS, EMBEDDING],
+        dynamic_axes={INPUT: {0: "batch"}, LOGITS: {0: "batch"}, EMBEDDING: {0: "batch"}},
+        opset_version=17, dynamo=False,
+    )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return path
+
+
+def parity_photos(limit_per_class: int = 2) -> list[data.Example]:
+    """A few real test photos of every class."""
+    seen: Counter = Counter()
+    out = []
+    for ex in data.load_split("test"):
+        if seen[ex.cls] < limit_per_class:
+            seen[ex.cls] += 1
+            out.append(ex)
+    return out
+
+
+def check_parity(net: torch.nn.Module, onnx_path: Path, pre: PreprocessConfig, examples: list[data.Example],
+                 tolerance: float = PARITY_TOLERANCE) -> dict:
+    """Max |torch - onnxruntime| over real photos; raises RuntimeError beyond ``tolerance``."""
+    import onnxruntime as ort
+
+    batch = np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in examples])
+    with torch.no_grad():
+        t_logits, t_emb = (v.numpy() for v in net(torch.from_numpy(batch)))
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    o_logits, o_emb = session.run([LOGITS, EMBEDDING], {INPUT: batch})
+    report = {
+        "photos": len(examples),
+        "max_abs_logit_diff": float(np.abs(t_logits - o_logits).max()),
+        "max_abs_embedding_diff": float(np.abs(t_emb - o_emb).max()),
+        "top1_agreement": float((t_logits.argmax(1) == o_logits.argmax(1)).mean()),
+        "tolerance": tolerance,
+    }
+    if max(report["max_abs_logit_diff"], report["max_abs_embedding_diff"]) > tolerance:
+        raise RuntimeError(f"ONNX export differs from torch beyond {tolerance}: {report}")
+    return report
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, pre: PreprocessConfig, photos: list[data.Example]) -> Path:
+    """Static QDQ int8 (per-channel weights), calibrated on ``photos``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter(
+                {INPUT: np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in photos[i : i + 16]])}
+                for i in range(0, len(photos), 16)
+            )
+
+        def get_next(self):
+            return next(self._batches, None)
+
+    prepped = out_path.with_suffix(".prep.onnx")
+    quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
+    quantize_static(str(prepped), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    prepped.unlink(missing_ok=True)
+    return out_path
+
+
+def images_per_second(path: Path, pre: PreprocessConfig, batch: np.ndarray, repeats: int = 5) -> float:
+    """Single-thread inference rate (inputs already preprocessed)."""
+    classifier = Classifier(load_bundle(path, intra_threads=1), max_batch=16)
+    classifier.run(batch[:16])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        classifier.run(batch)
+    return repeats * len(batch) / (time.perf_counter() - start)
+
+
+def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
+    examples = data.load_split()
+    splits_file = data.DATASET_DIR / "splits.csv"
+    sources = Counter(ex.source for ex in examples if ex.split == "train")
+    return {
+        "dataset": "wildtrade-v1",
+        "splits_sha256": hashlib.sha256(splits_file.read_bytes()).hexdigest(),
+        "photos": dict(Counter(ex.split for ex in examples)),
+        "train_views_per_photo": 1 + run_cfg.train_views,
+        "sources": dict(sources.most_common()),
+        "card": "datasets/wildtrade-v1/CARD.md",
+    }
+
+
+def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bool = True, progress: bool = True) -> dict:
+    """Export, verify, quantise, evaluate; returns a report (also saved beside the bundle)."""
+    from .evaluate import evaluate_split, write_report
+
+    run_cfg, calibration, net = load_run(run_dir)
+    pre = PreprocessConfig.from_dict(run_cfg.preprocess)
+    name = run_cfg.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = run_dir / "export"
+    work.mkdir(exist_ok=True)
+
+    fp32 = export_onnx(net, pre.input_size, work / f"{name}-fp32.onnx")
+    parity = check_parity(net, fp32, pre, parity_photos())
+    config = BundleConfig(
+        name=name, version=version, labels=calibration["labels"], preprocess=pre, architecture=run_cfg.arch,
+        temperature=calibration["temperature"], thresholds=calibration["thresholds"],
+        default_threshold=run_cfg.default_threshold, uncertain_below=run_cfg.uncertain_below,
+        embedding_dim=int(net.top.classifier.in_features),
+        training_data=training_data_summary(run_cfg, calibration),
+        created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+    )
+    save_bundle_config(fp32, config)
+    report: dict = {"parity": parity}
+
+    candidates = {"fp32": fp32}
+    if int8:
+        calib = [ex for i, ex in enumerate(data.load_split("train")) if i % 40 == 0][:256]
+        q = quantize_int8(fp32, work / f"{name}-int8.onnx", pre, calib)
+        save_bundle_config(q, config)
+        candidates["int8"] = q
+
+    bench = np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in parity_photos(1)][:32])
+    evaluations = {}
+    for kind, path in candidates.items():
+        clf = Classifier(load_bundle(path, intra_threads=2))
+        evaluations[kind] = evaluate_split(clf, "test", progress=progress)
+        report[kind] = {
+            "images_per_second_1_thread": round(images_per_second(path, pre, bench), 1),
+            "macro_f1_wildlife_clean": evaluations[kind]["clean"]["macro_f1_wildlife"],
+            "macro_f1_all_clean": evaluations[kind]["clean"]["macro_f1_all"],
+            "size_mb": round(path.stat().st_size / 1e6, 2),
+        }
+    chosen = "fp32"
+    if "int8" in report:
+        speedup = report["int8"]["images_per_second_1_thread"] / report["fp32"]["images_per_second_1_thread"]
+        drop = report["fp32"]["macro_f1_all_clean"] - report["int8"]["macro_f1_all_clean"]
+        report["int8_decision"] = {"speedup": round(speedup, 2), "macro_f1_drop": round(drop, 4),
+                                   "max_drop": INT8_MAX_F1_DROP, "min_speedup": INT8_MIN_SPEEDUP}
+        if drop <= INT8_MAX_F1_DROP and speedup >= INT8_MIN_SPEEDUP:
+            chosen = "int8"
+    report["shipped"] = chosen
+
+    final_config = BundleConfig.from_dict({**config.to_dict(), "metrics": _summary(evaluations[chosen], chosen, report)})
+    shipped = out_dir / f"{name}.onnx"
+    shutil.copyfile(candidates[chosen], shipped)
+    save_bundle_config(shipped, final_config)
+    kept_fp32 = out_dir / f"{name}-fp32.onnx"
+    if chosen != "fp32":
+        shutil.copyfile(fp32, kept_fp32)
+        save_bundle_config(kept_fp32, BundleConfig.from_dict({**config.to_dict(), "name": f"{name}-fp32",
+                                                              "metrics": _summary(evaluations["fp32"], "fp32", report)}))
+    final = load_bundle(shipped)  # reload: checks JSON against graph, hashes the shipped file
+    evaluations[chosen]["model"] = final.model_info()
+    write_report(evaluations[chosen], out_dir / f"{name}.eval")
+    report["bundle"] = final.model_info()
+    (out_dir / f"{name}.eval" / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _summary(m: dict, kind: str, report: dict) -> dict:
+    return {
+        "split": m["split"],
+        "weights": kind,
+        "macro_f1_wildlife": {"clean": round(m["clean"]["macro_f1_wildlife"], 4), "ad": round(m["ad"]["macro_f1_wildlife"], 4)},
+        "macro_f1_all": {"clean": round(m["clean"]["macro_f1_all"], 4), "ad": round(m["ad"]["macro_f1_all"], 4)},
+        "flag_precision": {"clean": round(m["clean"]["flag"]["precision"], 4), "ad": round(m["ad"]["flag"]["precision"], 4)},
+        "flag_recall": {"clean": round(m["clean"]["flag"]["recall"], 4), "ad": round(m["ad"]["flag"]["recall"], 4)},
+        "ece_after_temperature": {"clean": round(m["clean"]["ece_after_temperature"], 4), "ad": round(m["ad"]["ece_after_temperature"], 4)},
+        "images_per_second_1_thread": report[kind]["images_per_second_1_thread"],
+    }

@@ -1,0 +1,267 @@
+"""Fine-tune the wildscan network: cached trunk features on CPU, end to end on a GPU.
+
+``wildscan train --config CONFIG.json`` (or flags) writes a run folder with the resolved
+config, the trained top's weights, the fitted temperature and per-class thresholds, and
+the validation history. ``wildscan export RUN`` turns a run into a model bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vision.preprocess import PreprocessConfig
+from vision.taxonomy import get_category
+
+from . import data
+from .features import ViewSpec, cached_features
+from .model import build
+
+log = logging.getLogger(__name__)
+REPO = data.REPO
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as ``config.json`` in the run folder."""
+
+    name: str = "efficientnet_lite0.wildtrade_v1"
+    arch: str = "tf_efficientnet_lite0"
+    cut: int = 6  # blocks[:cut] frozen and cached; blocks[cut:] + head fine-tuned
+    preprocess: dict = field(default_factory=lambda: PreprocessConfig().to_dict())
+    train_views: int = 3  # augmented views per training photo, besides the clean one
+    ad_probability: float = 0.7
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.02
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.5  # loss weight per class ~ count ** -power
+    dropout: float = 0.2
+    seed: int = 17
+    device: str = "cpu"  # "cuda": end-to-end fine-tuning of the whole network
+    workers: int = 2
+    target_precision: float = 0.95
+    min_val_positives: int = 10  # fewer: keep the default threshold
+    default_threshold: float = 0.5
+    uncertain_below: float = 0.4
+    limit_per_class: int = 0  # >0: a small subset (tests, smoke runs)
+    out_dir: str = "runs"
+    cache_dir: str = "runs/cache"
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        raw = json.loads(Path(path).read_text())
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+    def run_dir(self) -> Path:
+        return _abs(self.out_dir) / self.name
+
+
+def _abs(p: str | Path) -> Path:
+    p = Path(p)
+    return p if p.is_absolute() else REPO / p
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --- data ---------------------------------------------------------------------------------
+
+def select_examples(split: str, cfg: TrainConfig, labels: list[str]) -> list[data.Example]:
+    """The split's examples, capped per class when ``limit_per_class`` is set."""
+    examples = data.load_split(split)
+    if cfg.limit_per_class:
+        by_class: dict[str, list] = {}
+        for ex in examples:
+            by_class.setdefault(ex.cls, []).append(ex)
+        examples = [ex for cls in labels for ex in by_class.get(cls, [])[: cfg.limit_per_class]]
+    return examples
+
+
+def view_items(examples, views: list[ViewSpec]):
+    return [(ex, v) for ex in examples for v in views]
+
+
+def class_weights(targets: np.ndarray, n: int, power: float) -> torch.Tensor:
+    counts = np.bincount(targets, minlength=n).astype(np.float64)
+    w = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
+    w *= (counts > 0).sum() / w.sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+# --- fitting ------------------------------------------------------------------------------
+
+def fit_top(top: nn.Module, feats: np.ndarray, targets: np.ndarray, cfg: TrainConfig, n_classes: int,
+            val: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict]:
+    """Train the top on cached features; returns per-epoch history."""
+    device = torch.device(cfg.device if cfg.device != "cuda" or torch.cuda.is_available() else "cpu")
+    top.to(device).train()
+    weights = class_weights(targets, n_classes, cfg.class_weight_power).to(device)
+    params = [p for p in top.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(feats) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps), pct_start=0.15)
+    gen = np.random.default_rng(cfg.seed)
+    history = []
+    for epoch in range(cfg.epochs):
+        t0, total, seen = time.time(), 0.0, 0
+        order = gen.permutation(len(feats))
+        top.train()
+        for start in range(0, len(order), cfg.batch_size):
+            idx = np.sort(order[start : start + cfg.batch_size])
+            x = torch.from_numpy(np.asarray(feats[idx], dtype=np.float32)).to(device)
+            y = torch.from_numpy(targets[idx]).to(device)
+            logits, _ = top(x)
+            loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        entry = {"epoch": epoch + 1, "train_loss": total / max(1, seen), "seconds": round(time.time() - t0, 1)}
+        if val is not None:
+            vlogits = predict_top(top, val[0], device)
+            entry["val_accuracy"] = float((vlogits.argmax(1) == val[1]).mean())
+        log.info("epoch %s", entry)
+        print(json.dumps(entry), flush=True)
+        history.append(entry)
+    return history
+
+
+@torch.no_grad()
+def predict_top(top: nn.Module, feats: np.ndarray, device=torch.device("cpu"), batch: int = 256) -> np.ndarray:
+    top.eval()
+    out = []
+    for start in range(0, len(feats), batch):
+        x = torch.from_numpy(np.asarray(feats[start : start + batch], dtype=np.float32)).to(device)
+        out.append(top(x)[0].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Temperature minimising validation NLL (scalar, searched on a log grid then refined)."""
+    z = torch.from_numpy(np.asarray(logits, dtype=np.float64))
+    y = torch.from_numpy(targets)
+
+    def nll(t: float) -> float:
+        return float(F.cross_entropy(z / t, y))
+
+    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 60))
+    best = min(grid, key=nll)
+    lo, hi = best / 1.1, best * 1.1
+    for _ in range(30):  # golden-section refinement
+        a, b = lo + 0.382 * (hi - lo), lo + 0.618 * (hi - lo)
+        lo, hi = (lo, b) if nll(a) < nll(b) else (a, hi)
+    return round(float((lo + hi) / 2), 4)
+
+
+def choose_thresholds(probs: np.ndarray, targets: np.ndarray, labels: list[str], cfg: TrainConfig) -> dict[str, float]:
+    """Per wildlife class: the lowest score threshold whose validation precision reaches
+    ``target_precision`` (one class against all others). Classes with fewer than
+    ``min_val_positives`` validation photos keep ``default_threshold``; a class that never
+    reaches the target gets the threshold of its best precision."""
+    out = {}
+    for k, label in enumerate(labels):
+        if not get_category(label).is_wildlife:
+            continue
+        positives = targets == k
+        if positives.sum() < cfg.min_val_positives:
+            out[label] = cfg.default_threshold
+            continue
+        order = np.argsort(-probs[:, k])
+        scores, hits = probs[order, k], positives[order]
+        tp = np.cumsum(hits)
+        precision = tp / np.arange(1, len(hits) + 1)
+        ok = np.nonzero(precision >= cfg.target_precision)[0]
+        if len(ok):
+            # lowest threshold that still meets the target (largest prefix)
+            i = ok.max()
+            t = float(scores[i])
+        else:
+            t = float(scores[int(np.argmax(precision))])
+        out[label] = round(min(0.99, max(0.2, t)), 4)
+    return out
+
+
+# --- the run ------------------------------------------------------------------------------
+
+def run(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train as ``cfg`` says; returns the run folder."""
+    seed_everything(cfg.seed)
+    torch.set_num_threads(max(1, cfg.workers))
+    labels = data.classes()
+    index = {c: i for i, c in enumerate(labels)}
+    pre = PreprocessConfig.from_dict(cfg.preprocess)
+    net = build(cfg.arch, len(labels), cfg.cut, pretrained=True, dropout=cfg.dropout)
+    train_ex, val_ex = select_examples("train", cfg, labels), select_examples("val", cfg, labels)
+    run_dir = cfg.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    if cfg.device == "cuda":
+        raise NotImplementedError("end-to-end GPU fine-tuning: use training.train_gpu (see README)")
+
+    trunk_onnx = lambda: export_trunk(net, pre, _abs(cfg.cache_dir) / f"trunk-{cfg.arch}-cut{cfg.cut}.onnx")
+    train_views = [ViewSpec("clean")] + [ViewSpec("train", s) for s in range(1, cfg.train_views + 1)]
+    common = dict(workers=cfg.workers, ad_probability=cfg.ad_probability, progress=progress)
+    cache = _abs(cfg.cache_dir)
+    train_items = view_items(train_ex, train_views)
+    feats = cached_features(cache, "train", train_items, trunk_onnx, cfg.arch, cfg.cut, pre, **common)
+    targets = np.array([index[ex.cls] for ex, _ in train_items], dtype=np.int64)
+    val_clean_items = view_items(val_ex, [ViewSpec("clean")])
+    val_ad_items = view_items(val_ex, [ViewSpec("ad")])
+    vfeats_clean = cached_features(cache, "val-clean", val_clean_items, trunk_onnx, cfg.arch, cfg.cut, pre, **common)
+    vfeats_ad = cached_features(cache, "val-ad", val_ad_items, trunk_onnx, cfg.arch, cfg.cut, pre, **common)
+    vtargets = np.array([index[ex.cls] for ex in val_ex], dtype=np.int64)
+
+    history = fit_top(net.top, feats, targets, cfg, len(labels), val=(vfeats_clean, vtargets))
+    torch.save(net.top.state_dict(), run_dir / "top.pt")
+
+    vlogits = np.concatenate([predict_top(net.top, vfeats_clean), predict_top(net.top, vfeats_ad)])
+    vt2 = np.concatenate([vtargets, vtargets])
+    temperature = fit_temperature(vlogits, vt2)
+    probs = torch.softmax(torch.from_numpy(vlogits) / temperature, dim=1).numpy()
+    thresholds = choose_thresholds(probs, vt2, labels, cfg)
+    calibration = {
+        "labels": labels,
+        "temperature": temperature,
+        "thresholds": thresholds,
+        "val_accuracy_clean": float((vlogits[: len(vtargets)].argmax(1) == vtargets).mean()),
+        "val_accuracy_ad": float((vlogits[len(vtargets):].argmax(1) == vtargets).mean()),
+        "train_photos": len(train_ex),
+        "train_views": len(train_items),
+        "val_photos": len(val_ex),
+    }
+    (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+    (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in calibration.items() if k not in ("labels", "thresholds")}), flush=True)
+    return run_dir
+
+
+def export_trunk(net, pre: PreprocessConfig, path: Path) -> Path:
+    """The frozen trunk as ONNX (for fast feature caching with onnxruntime)."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trunk = net.trunk.eval()
+    example = torch.zeros(2, 3, pre.input_size, pre.input_size)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(trunk, (example,), str(tmp), input_names=["image"], output_names=["features"],
+                      dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False)
+    tmp.replace(path)
+    return path

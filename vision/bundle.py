@@ -1,0 +1,170 @@
+"""Model bundles: ``NAME.onnx`` + ``NAME.json``, checked against each other on load.
+
+The JSON is the model's contract: labels in output order, preprocessing, temperature,
+per-class thresholds, version and a summary of the training data and metrics. It is
+written by ``training`` at export time and read by everything that runs the model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import BundleError
+from .hashing import sha256_file
+from .preprocess import PreprocessConfig
+from .taxonomy import get_category
+
+BUNDLE_FORMAT = "wildscan-bundle/1"
+LOGITS = "logits"
+EMBEDDING = "embedding"
+INPUT = "image"
+
+
+@dataclass
+class BundleConfig:
+    """Everything about a model except its weights (the JSON beside the ONNX file)."""
+
+    name: str
+    version: str
+    labels: list[str]
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    architecture: str = ""
+    temperature: float = 1.0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.5
+    uncertain_below: float = 0.4
+    embedding_dim: int | None = None
+    training_data: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    created: str = ""
+    format: str = BUNDLE_FORMAT
+
+    def __post_init__(self):
+        if isinstance(self.preprocess, dict):
+            self.preprocess = PreprocessConfig.from_dict(self.preprocess)
+        if self.temperature <= 0:
+            raise BundleError(f"temperature must be > 0, got {self.temperature}")
+
+    def threshold(self, label: str) -> float:
+        return float(self.thresholds.get(label, self.default_threshold))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["preprocess"] = self.preprocess.to_dict()
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BundleConfig":
+        if data.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
+            raise BundleError(f"unsupported bundle format {data.get('format')!r}; expected {BUNDLE_FORMAT}")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        missing = {"name", "version", "labels"} - set(known)
+        if missing:
+            raise BundleError(f"bundle JSON lacks {', '.join(sorted(missing))}")
+        return cls(**known)
+
+
+@dataclass
+class ModelBundle:
+    """A checked bundle on disk: paths, config and the ONNX file's SHA-256."""
+
+    onnx_path: Path
+    config: BundleConfig
+    sha256: str
+    session: object = field(repr=False, default=None)  # onnxruntime.InferenceSession
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def json_path(self) -> Path:
+        return self.onnx_path.with_suffix(".json")
+
+    def model_info(self) -> dict:
+        """The ``model`` block of every result record."""
+        return {"name": self.config.name, "version": self.config.version, "sha256": self.sha256}
+
+
+def bundle_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(onnx, json)`` for a bundle given as either file or as the common stem."""
+    p = Path(path)
+    if p.suffix in (".onnx", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".onnx"), p.with_name(p.name + ".json")
+
+
+def load_bundle(path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1) -> ModelBundle:
+    """Read a bundle, open its onnxruntime session, check the JSON against the graph.
+
+    The session runs on the CPU with explicit thread counts (one intra-op thread by
+    default: scale with processes or requests, not with threads fighting for cores).
+    Raises :class:`BundleError` when a file is missing, the JSON is malformed, a label
+    is not a known category, or the graph's input/output shapes disagree with the JSON.
+    """
+    onnx_path, json_path = bundle_paths(path)
+    for p in (onnx_path, json_path):
+        if not p.is_file():
+            raise BundleError(f"model bundle file not found: {p}", "bundle_not_found")
+    try:
+        config = BundleConfig.from_dict(json.loads(json_path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as e:
+        raise BundleError(f"{json_path}: {e}") from e
+    for label in config.labels:
+        try:
+            get_category(label)
+        except KeyError as e:
+            raise BundleError(f"{json_path}: {e.args[0]}") from None
+    unknown = set(config.thresholds) - set(config.labels)
+    if unknown:
+        raise BundleError(f"{json_path}: thresholds for labels the model lacks: {sorted(unknown)}")
+    session = open_session(onnx_path, intra_threads=intra_threads, inter_threads=inter_threads)
+    check_graph(session, onnx_path, config)
+    return ModelBundle(onnx_path=onnx_path, config=config, sha256=sha256_file(onnx_path), session=session)
+
+
+def open_session(onnx_path: Path, *, intra_threads: int = 1, inter_threads: int = 1):
+    """An onnxruntime CPU session with explicit thread settings."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, intra_threads)
+    options.inter_op_num_threads = max(1, inter_threads)
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise BundleError(f"{onnx_path}: onnxruntime cannot load it: {e}") from e
+
+
+def check_graph(session, onnx_path: Path, config: BundleConfig) -> None:
+    """Compare the ONNX graph's input and outputs with the bundle JSON."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    if INPUT not in inputs:
+        raise BundleError(f"{onnx_path}: graph input {INPUT!r} missing (has {list(inputs)})")
+    size = config.preprocess.input_size
+    shape = inputs[INPUT]
+    if len(shape) != 4 or shape[1] != 3 or list(shape[2:]) != [size, size]:
+        raise BundleError(f"{onnx_path}: input shape {shape} does not match 3x{size}x{size} in the JSON")
+    if LOGITS not in outputs:
+        raise BundleError(f"{onnx_path}: graph output {LOGITS!r} missing (has {list(outputs)})")
+    if outputs[LOGITS][-1] != len(config.labels):
+        raise BundleError(
+            f"{onnx_path}: {outputs[LOGITS][-1]} logits but {len(config.labels)} labels in the JSON"
+        )
+    if EMBEDDING in outputs and config.embedding_dim and outputs[EMBEDDING][-1] != config.embedding_dim:
+        raise BundleError(f"{onnx_path}: embedding size {outputs[EMBEDDING][-1]} != {config.embedding_dim}")
+
+
+def save_bundle_config(onnx_path: str | Path, config: BundleConfig) -> Path:
+    """Write ``config`` as the JSON beside ``onnx_path``; returns the JSON's path."""
+    json_path = Path(onnx_path).with_suffix(".json")
+    json_path.write_text(config.to_json(), encoding="utf-8")
+    return json_path

@@ -1,0 +1,67 @@
+"""``wildscan classify`` and ``wildscan models``: the inference-side subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+def register_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="classify image files; prints one JSON record per line",
+        description="Classify image files (folders are searched recursively). Prints one JSON "
+        "result record per image; unreadable images give a record with an error.",
+    )
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per inference call (default 16)")
+    p.set_defaults(func=run_classify)
+
+
+def register_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the installed model bundles")
+    p.set_defaults(func=run_models)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, folders expanded to the image files below them (sorted)."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            paths.append(p)
+    return paths
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from .registry import create_model
+
+    classifier = create_model(args.model, intra_threads=args.threads, max_batch=args.batch_size)
+    paths = expand_inputs(args.images)
+    failures = 0
+    for start in range(0, len(paths), args.batch_size):
+        for result in classifier.predict_files(paths[start : start + args.batch_size]):
+            failures += not result.ok
+            print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
+    if failures:
+        print(f"wildscan classify: {failures} of {len(paths)} images could not be read (see 'error')", file=sys.stderr)
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from .registry import default_model, list_models, models_dir
+
+    names = list_models()
+    if not names:
+        print(f"no model bundles in {models_dir()}")
+    for name in names:
+        print(("* " if name == default_model() else "  ") + name)
+    return 0

@@ -1,0 +1,60 @@
+"""Content hashes: SHA-256 of the exact bytes (evidence) and PDQ (near-duplicates).
+
+PDQ is the perceptual hash platforms exchange hash lists in (Meta's open standard):
+256 bits, compared by Hamming distance; 31 or less is the usual "same picture" cut-off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PDQ_MATCH_DISTANCE = 31  # the PDQ authors' recommended threshold for a match
+_CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pdq_hash(image: Image.Image) -> tuple[str, int]:
+    """PDQ hash of an RGB image as 64 hex characters, and PDQ's quality score (0-100).
+
+    Large images are first reduced to at most 512 px, as the PDQ reference advises.
+    """
+    import pdqhash  # a compiled extension; imported here so `vision` imports stay light
+
+    if max(image.size) > 512:
+        image = image.copy()
+        image.thumbnail((512, 512), Image.Resampling.BILINEAR)
+    bits, quality = pdqhash.compute(np.asarray(image.convert("RGB")))
+    return bits_to_hex(bits), int(quality)
+
+
+def bits_to_hex(bits: np.ndarray) -> str:
+    """256 PDQ bits (0/1) -> 64 hex characters, most significant bit first."""
+    packed = np.packbits(np.asarray(bits, dtype=np.uint8))
+    return packed.tobytes().hex()
+
+
+def hex_to_bits(hex_hash: str) -> np.ndarray:
+    """64 hex characters -> 256 uint8 bits."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hex_hash), dtype=np.uint8))
+
+
+def pdq_distance(a: str, b: str) -> int:
+    """Hamming distance between two hex PDQ hashes (0 = identical, 256 = opposite)."""
+    return int.bit_count(int(a, 16) ^ int(b, 16))

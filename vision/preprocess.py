@@ -1,0 +1,298 @@
+"""Safe image decoding and the one preprocessing implementation (numpy + Pillow).
+
+Training evaluation, export checks, the API and the scanner all call :func:`load_image`
+and :func:`to_model_input`; training augmentation works on the decoded ``PIL.Image``
+and then calls :func:`to_model_input` as well, so the pixels a model sees are produced
+by exactly one piece of code.
+
+Decoding refuses, with an :class:`~vision.errors.ImageError`: empty input, formats
+outside the allow-list, images over the pixel cap (checked from the header, before any
+pixel is decoded), truncated and corrupt files. It applies the EXIF orientation and
+turns CMYK, palette, alpha, 16-bit and animated images into 8-bit RGB (first frame,
+alpha composited on white).
+
+Fast path: for JPEGs larger than needed, Pillow's ``draft()`` asks libjpeg for a
+reduced-size DCT decode (1/2, 1/4 or 1/8) that still covers the model's input size. On
+real photos upscaled to 1600x1200 the model input differs from a full decode by a mean
+absolute difference below 0.02 in normalised units (range [-1, 1]); ``tests`` holds that
+bound. Set ``fast=False`` to decode every pixel.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import ImageError
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # MPO (multi-picture JPEG) opens as JPEG
+DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: larger than any phone photo, far below a bomb
+DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+RESIZE_MODES = ("squash", "center_crop", "letterbox")
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a model wants its pixels. Stored in every bundle's JSON.
+
+    ``resize_mode``: ``squash`` resizes the whole photo to a square (nothing is cut
+    away: a small snake at the edge of a listing photo stays in view); ``center_crop``
+    resizes the short side to ``input_size / crop_pct`` and cuts the centre;
+    ``letterbox`` fits the long side and pads with the mean colour.
+    """
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    resize_mode: str = "squash"
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
+
+    def __post_init__(self):
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode {self.resize_mode!r}; choose from {', '.join(RESIZE_MODES)}")
+        if self.interpolation not in _RESAMPLE:
+            raise ValueError(f"interpolation {self.interpolation!r}; choose from {', '.join(_RESAMPLE)}")
+        if not 0.1 <= self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in [0.1, 1], got {self.crop_pct}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PreprocessConfig":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+    @property
+    def decode_size(self) -> int:
+        """Smallest short side a decoded image needs before resizing."""
+        if self.resize_mode == "center_crop":
+            return int(round(self.input_size / self.crop_pct))
+        return self.input_size
+
+
+@dataclass
+class DecodedImage:
+    """An RGB image ready for the model, and what the original file said about itself."""
+
+    image: Image.Image  # 8-bit RGB, EXIF orientation applied (maybe DCT-reduced)
+    width: int  # of the original, after orientation
+    height: int
+    format: str
+    info: dict = field(default_factory=dict)
+
+
+def load_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    draft_size: int | None = None,
+) -> DecodedImage:
+    """Decode ``data`` into 8-bit RGB, safely.
+
+    ``draft_size`` enables the reduced-size JPEG decode: the result keeps both sides
+    at least that large. Raises :class:`ImageError` with a ``reason`` for every refusal.
+    """
+    if not data:
+        raise ImageError("the file is empty (0 bytes)", "empty")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageError(
+            f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB", "too_large"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"the image has too many pixels to decode safely ({e})", "too_many_pixels") from e
+    except Image.UnidentifiedImageError as e:
+        raise ImageError(_not_an_image_message(data), _not_an_image_reason(data)) from e
+    except Exception as e:  # header parsers raise assorted errors on garbage
+        raise ImageError(f"the image header is damaged: {e}", "corrupt") from e
+
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"the image is {width}x{height} = {width * height / 1e6:.0f} megapixels; "
+            f"the limit is {max_pixels / 1e6:.0f} megapixels",
+            "too_many_pixels",
+        )
+    fmt = img.format or "unknown"
+    orientation = _exif_orientation(img)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if draft_size and fmt in ("JPEG", "MPO"):
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+            rgb = _to_rgb(img)
+            if orientation in (2, 3, 4, 5, 6, 7, 8):
+                rgb = _apply_orientation(rgb, orientation)
+    except ImageError:
+        raise
+    except OSError as e:
+        reason = "truncated" if "truncat" in str(e).lower() else "corrupt"
+        what = "the file is cut off (truncated)" if reason == "truncated" else "the image data is damaged"
+        raise ImageError(f"{what}: {e}", reason) from e
+    except Exception as e:
+        raise ImageError(f"the image data is damaged: {e}", "corrupt") from e
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return DecodedImage(image=rgb, width=width, height=height, format=fmt)
+
+
+def to_model_input(image: Image.Image, cfg: PreprocessConfig, out: np.ndarray | None = None) -> np.ndarray:
+    """Resize an RGB image as ``cfg`` says and return a normalised float32 CHW array."""
+    resized = resize_for_model(image, cfg)
+    return normalize(np.asarray(resized), cfg, out=out)
+
+
+def resize_for_model(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
+    """The geometric half of preprocessing: an ``input_size`` square RGB image."""
+    size = cfg.input_size
+    resample = _RESAMPLE[cfg.interpolation]
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if cfg.resize_mode == "squash":
+        return image.resize((size, size), resample, reducing_gap=3.0)
+    w, h = image.size
+    if cfg.resize_mode == "center_crop":
+        # the same arithmetic as torchvision's Resize(short) + CenterCrop(size), which timm uses
+        short = cfg.decode_size
+        nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        image = image.resize((nw, nh), resample, reducing_gap=3.0)
+        left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+        return image.crop((left, top, left + size, top + size))
+    # letterbox
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    fill = tuple(int(round(m * 255)) for m in cfg.mean)
+    canvas = Image.new("RGB", (size, size), fill)
+    canvas.paste(image.resize((nw, nh), resample, reducing_gap=3.0), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
+def normalize(pixels: np.ndarray, cfg: PreprocessConfig, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 HWC -> float32 CHW, ``(x/255 - mean) / std`` as one fused multiply-add."""
+    scale = (1.0 / (255.0 * np.asarray(cfg.std, dtype=np.float32))).reshape(3, 1, 1)
+    shift = (-np.asarray(cfg.mean, dtype=np.float32) / np.asarray(cfg.std, dtype=np.float32)).reshape(3, 1, 1)
+    chw = pixels.transpose(2, 0, 1)
+    if out is None:
+        out = np.empty(chw.shape, dtype=np.float32)
+    np.multiply(chw, scale, out=out, casting="unsafe")
+    out += shift
+    return out
+
+
+def load_for_model(data: bytes, cfg: PreprocessConfig, *, fast: bool = True, **limits) -> tuple[np.ndarray, DecodedImage]:
+    """Decode ``data`` and preprocess it: ``(CHW float32 array, DecodedImage)``."""
+    decoded = load_image(data, draft_size=cfg.decode_size if fast else None, **limits)
+    return to_model_input(decoded.image, cfg), decoded
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _exif_orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block is not a reason to refuse the photo
+        return 1
+
+
+def _apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }[orientation]
+    return img.transpose(method)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; alpha is composited on white."""
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+            arr = np.clip(arr.astype(np.float32) * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        top = float(arr.max(initial=0.0)) or 1.0
+        arr = np.clip(arr * (255.0 / top if top > 1.0 else 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+_KNOWN_SIGNATURES = (
+    (b"ftypheic", "HEIC"), (b"ftypheix", "HEIC"), (b"ftypmif1", "HEIF"), (b"ftypavif", "AVIF"),
+    (b"%PDF", "PDF"), (b"PK\x03\x04", "ZIP"), (b"<svg", "SVG"), (b"<?xml", "XML/SVG"),
+)
+
+
+def _sniff(data: bytes) -> str | None:
+    head = data[:64]
+    for signature, name in _KNOWN_SIGNATURES:
+        if signature in head:
+            return name
+    return None
+
+
+_IMAGE_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+
+
+def _claimed_format(data: bytes) -> str | None:
+    """The allowed format whose signature the data starts with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for signature, name in _IMAGE_SIGNATURES if data.startswith(signature)), None)
+
+
+def _not_an_image_reason(data: bytes) -> str:
+    if _claimed_format(data):
+        return "corrupt"
+    return "unsupported_format" if _sniff(data) else "not_an_image"
+
+
+def _not_an_image_message(data: bytes) -> str:
+    allowed = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+    claimed = _claimed_format(data)
+    if claimed:
+        return f"the file starts like a {claimed} image but its header is damaged"
+    kind = _sniff(data)
+    if kind:
+        return f"{kind} files are not supported; send a {allowed} image"
+    return f"not a {allowed} image (the file's content is not a recognised image)"
