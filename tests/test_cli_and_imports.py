@@ -8,7 +8,7 @@ import pytest
 
 from vision.cli import main
 
-EXPECTED_COMMANDS = {"classify", "scan", "report", "serve", "keys", "train", "evaluate", "export", "data", "models"}
+EXPECTED_COMMANDS = {"classify", "scan", "report", "serve", "keys", "gallery", "train", "evaluate", "export", "data", "models"}
 
 
 def test_classify_prints_one_record_per_image(tiny_bundle, photo, tmp_path, capsys):

@@ -73,3 +73,10 @@ def test_stats_table_matches_split_file():
     ivory = Counter(ex.split for ex in examples if ex.cls == "ivory")
     assert f"| ivory | wildlife | {ivory['train']} | {ivory['val']} | {ivory['test']} | {sum(ivory.values())} |" in table
     assert f"| {len(examples)} |" in table.splitlines()[-1]
+
+
+def test_card_shows_the_numbers_data_stats_prints():
+    card = (data.DATASET_DIR / "CARD.md").read_text()
+    assert data.stats_table() in card
+    excluded = data.read_csv(data.DATASET_DIR / "excluded.csv")
+    assert f"Not used ({len(excluded)} photos" in card

@@ -92,3 +92,30 @@ def test_export_matches_torch_on_real_photos(tiny_run, tmp_path):
     assert load_bundle(path).config.embedding_dim == 1280  # the graph's embedding output agrees with the JSON
     with pytest.raises(RuntimeError, match="differs from torch"):
         check_parity(net, path, pre, parity_photos(1), tolerance=0.0)
+
+
+def test_end_to_end_mode_trains_the_trunk_too(tmp_path):
+    """The path `--device cuda` takes (whole network, on-the-fly views), run here on the CPU."""
+    from training.export import load_run
+    from training.model import build
+    from training.train import TrainConfig, run
+
+    cfg = TrainConfig(name="e2e", mode="full", limit_per_class=1, epochs=1, batch_size=8, workers=0,
+                      out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    run_dir = run(cfg, progress=False)
+    assert (run_dir / "trunk.pt").exists() and json.loads((run_dir / "calibration.json").read_text())["temperature"] > 0
+    _, _, net = load_run(run_dir)
+    fresh = build(cfg.arch, len(data.classes()), cfg.cut)
+    changed = [not torch.equal(a, b) for a, b in zip(net.trunk.state_dict().values(), fresh.trunk.state_dict().values())]
+    assert any(changed)
+
+
+def test_dataset_views(photo):
+    from training.dataset import WildtradeDataset
+
+    ds = WildtradeDataset.from_split("val", view="ad")
+    x, y = ds[0]
+    assert x.shape == (3, 224, 224) and x.dtype == torch.float32 and 0 <= y < len(data.classes())
+    assert torch.equal(ds[0][0], x)  # the evaluation view is deterministic
+    train = WildtradeDataset.from_split("val", view="train")
+    assert not torch.equal(train[0][0], train[0][0])  # training views are fresh each time

@@ -49,7 +49,9 @@ class TrainConfig:
     class_weight_power: float = 0.5  # loss weight per class ~ count ** -power
     dropout: float = 0.2
     seed: int = 17
-    device: str = "cpu"  # "cuda": end-to-end fine-tuning of the whole network
+    device: str = "cpu"
+    mode: str = "auto"  # "cached": frozen trunk, cached features; "full": end to end; auto = full on cuda
+    full_lr_trunk: float = 1e-4  # end-to-end: learning rate of the pretrained trunk
     workers: int = 2
     target_precision: float = 0.95
     min_val_positives: int = 10  # fewer: keep the default threshold
@@ -213,8 +215,8 @@ def run(cfg: TrainConfig, progress: bool = True) -> Path:
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    if cfg.device == "cuda":
-        raise NotImplementedError("end-to-end GPU fine-tuning: use training.train_gpu (see README)")
+    if resolve_mode(cfg) == "full":
+        return run_full(cfg, net, labels, train_ex, val_ex, pre, run_dir)
 
     trunk_onnx = lambda: export_trunk(net, pre, _abs(cfg.cache_dir) / f"trunk-{cfg.arch}-cut{cfg.cut}.onnx")
     train_views = [ViewSpec("clean")] + [ViewSpec("train", s) for s in range(1, cfg.train_views + 1)]
@@ -233,24 +235,85 @@ def run(cfg: TrainConfig, progress: bool = True) -> Path:
     torch.save(net.top.state_dict(), run_dir / "top.pt")
 
     vlogits = np.concatenate([predict_top(net.top, vfeats_clean), predict_top(net.top, vfeats_ad)])
-    vt2 = np.concatenate([vtargets, vtargets])
-    temperature = fit_temperature(vlogits, vt2)
+    return _calibrate_and_save(cfg, labels, vlogits, np.concatenate([vtargets, vtargets]), history, run_dir,
+                               train_photos=len(train_ex), train_views=len(train_items), val_photos=len(val_ex))
+
+
+def _calibrate_and_save(cfg: TrainConfig, labels: list[str], vlogits: np.ndarray, vtargets: np.ndarray,
+                        history: list[dict], run_dir: Path, **counts) -> Path:
+    """Fit the temperature and thresholds on validation (clean + ad-style views) and save them."""
+    temperature = fit_temperature(vlogits, vtargets)
     probs = torch.softmax(torch.from_numpy(vlogits) / temperature, dim=1).numpy()
-    thresholds = choose_thresholds(probs, vt2, labels, cfg)
+    half = len(vtargets) // 2  # first half clean view, second half ad-style view
     calibration = {
         "labels": labels,
         "temperature": temperature,
-        "thresholds": thresholds,
-        "val_accuracy_clean": float((vlogits[: len(vtargets)].argmax(1) == vtargets).mean()),
-        "val_accuracy_ad": float((vlogits[len(vtargets):].argmax(1) == vtargets).mean()),
-        "train_photos": len(train_ex),
-        "train_views": len(train_items),
-        "val_photos": len(val_ex),
+        "thresholds": choose_thresholds(probs, vtargets, labels, cfg),
+        "val_accuracy_clean": float((vlogits[:half].argmax(1) == vtargets[:half]).mean()),
+        "val_accuracy_ad": float((vlogits[half:].argmax(1) == vtargets[half:]).mean()),
+        **counts,
     }
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
     (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     print(json.dumps({k: v for k, v in calibration.items() if k not in ("labels", "thresholds")}), flush=True)
     return run_dir
+
+
+def resolve_mode(cfg: TrainConfig) -> str:
+    if cfg.mode not in ("auto", "cached", "full"):
+        raise ValueError(f"mode must be auto, cached or full, got {cfg.mode!r}")
+    return ("full" if cfg.device.startswith("cuda") else "cached") if cfg.mode == "auto" else cfg.mode
+
+
+def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessConfig, run_dir: Path) -> Path:
+    """End-to-end fine-tuning of the whole network (a GPU makes this practical)."""
+    from torch.utils.data import DataLoader
+
+    from .dataset import WildtradeDataset
+
+    device = torch.device(cfg.device if not cfg.device.startswith("cuda") or torch.cuda.is_available() else "cpu")
+    net.to(device)
+    train_ds = WildtradeDataset(train_ex, labels, pre, view="train", ad_probability=cfg.ad_probability, seed=cfg.seed)
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers,
+                        drop_last=len(train_ds) > cfg.batch_size, persistent_workers=cfg.workers > 0)
+    targets = np.array([train_ds.index[ex.cls] for ex in train_ex])
+    weights = class_weights(targets, len(labels), cfg.class_weight_power).to(device)
+    opt = torch.optim.AdamW([
+        {"params": net.trunk.parameters(), "lr": cfg.full_lr_trunk},
+        {"params": net.top.parameters(), "lr": cfg.lr},
+    ], weight_decay=cfg.weight_decay)
+    steps = max(1, cfg.epochs * len(loader))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.full_lr_trunk, cfg.lr], total_steps=steps, pct_start=0.15)
+    history = []
+    for epoch in range(cfg.epochs):
+        net.train()
+        t0, total, seen = time.time(), 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits, _ = net(x)
+                loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(y)
+            seen += len(y)
+        entry = {"epoch": epoch + 1, "train_loss": total / max(1, seen), "seconds": round(time.time() - t0, 1)}
+        print(json.dumps(entry), flush=True)
+        history.append(entry)
+    net.to("cpu").eval()
+    torch.save(net.top.state_dict(), run_dir / "top.pt")
+    torch.save(net.trunk.state_dict(), run_dir / "trunk.pt")
+    vlogits, vt = [], []
+    for view in ("clean", "ad"):
+        ds = WildtradeDataset(val_ex, labels, pre, view=view)
+        with torch.no_grad():
+            for x, y in DataLoader(ds, batch_size=64, num_workers=cfg.workers):
+                vlogits.append(net(x)[0].numpy())
+                vt.append(y.numpy())
+    return _calibrate_and_save(cfg, labels, np.concatenate(vlogits), np.concatenate(vt), history, run_dir,
+                               train_photos=len(train_ex), train_views=len(train_ex) * cfg.epochs, val_photos=len(val_ex))
 
 
 def export_trunk(net, pre: PreprocessConfig, path: Path) -> Path:
