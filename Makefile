@@ -5,10 +5,14 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-fast install install-all browser clean-venv
+.PHONY: serve test test-fast install install-all browser clean-venv strip-notebooks
 
-# The service with the shipped model (inference stack only: no torch).
+# The service with the shipped model (inference stack only: no torch). API keys are required:
+# on the first start an admin key is created and printed once (paste it into the web page).
 serve: $(VENV)/.base
+	@$(VENV)/bin/wildscan keys list | grep -q active || { \
+		echo "First start: an admin API key was created for you (shown only once):"; \
+		$(VENV)/bin/wildscan keys add admin --admin; }
 	$(VENV)/bin/wildscan serve --host $(HOST) --port $(PORT)
 
 # The whole test suite, with everything it needs (training stack, Ray, a real chromium).
@@ -41,3 +45,7 @@ browser:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Notebooks are committed without outputs (tests/test_notebooks.py checks it).
+strip-notebooks: $(VENV)/.all
+	$(PY) notebooks/strip_outputs.py

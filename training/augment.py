@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import random
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 _WORDS = [
@@ -72,6 +73,18 @@ def watermark(img: Image.Image, rng: random.Random) -> Image.Image:
     return Image.alpha_composite(base, layer).convert("RGB")
 
 
+def gaussian_noise(size: tuple[int, int], sigma: float, rng: random.Random) -> Image.Image:
+    """Grey Gaussian noise around 128, drawn from ``rng`` (an ``L`` image of ``size``).
+
+    Not ``Image.effect_noise``: that draws from C's process-wide ``rand()``, which other
+    libraries reseed (libzmq in a Jupyter kernel), so the "deterministic" ad-style
+    evaluation view would change from run to run.
+    """
+    w, h = size
+    values = np.random.default_rng(rng.getrandbits(64)).normal(128.0, sigma, (h, w))
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
 def border(img: Image.Image, rng: random.Random) -> Image.Image:
     """Place the photo, smaller, on a coloured cloth-like or plain background."""
     w, h = img.size
@@ -80,7 +93,7 @@ def border(img: Image.Image, rng: random.Random) -> Image.Image:
     color = rng.choice(_CLOTH)
     canvas = Image.new("RGB", (w, h), color)
     if rng.random() < 0.6:  # cloth texture: noise, blurred
-        noise = Image.effect_noise((w, h), rng.uniform(20, 60)).convert("RGB")
+        noise = gaussian_noise((w, h), rng.uniform(20, 60), rng).convert("RGB")
         canvas = Image.blend(canvas, noise, 0.15).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2)))
     x = rng.randint(0, w - inner.width)
     y = rng.randint(0, h - inner.height)

@@ -101,7 +101,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .evaluate import evaluate_split, write_report
 
-    classifier = create_model(args.model, intra_threads=2)
+    classifier = create_model(args.model, intra_threads=2, galleries=None)
     metrics = evaluate_split(classifier, args.split, limit_per_class=args.limit_per_class, progress=not args.quiet)
     if args.out:
         paths = write_report(metrics, Path(args.out))

@@ -93,7 +93,8 @@ def load_split(split: str | None = None, dataset_dir: Path = DATASET_DIR) -> lis
 # --- near-duplicate groups -----------------------------------------------------------------
 
 def pdq_of_file(path: Path) -> str:
-    return pdq_hash(load_image(path.read_bytes()).image)[0]
+    """PDQ of a shared photo at the reference's 512 px (dataset grouping, not speed-critical)."""
+    return pdq_hash(load_image(path.read_bytes()).image, max_side=512)[0]
 
 
 def near_duplicate_pairs(hashes: list[str], max_distance: int = PDQ_MATCH_DISTANCE) -> list[tuple[int, int]]:

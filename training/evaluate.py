@@ -95,23 +95,40 @@ def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) 
     return out
 
 
-def evaluate_split(classifier: Classifier, split: str = "test", *, limit_per_class: int = 0,
-                   progress: bool = False, return_logits: bool = False) -> dict:
-    """Metrics for both views of ``split``; ``labels``, ``model`` and counts included."""
+def split_examples(classifier: Classifier, split: str = "test", limit_per_class: int = 0
+                   ) -> tuple[list[data.Example], np.ndarray]:
+    """The examples of ``split`` whose class the model knows, and their integer targets.
+
+    ``limit_per_class`` keeps only the first N photos of each class (0: all).
+    """
     examples = data.load_split(split)
     if limit_per_class:
         seen: dict[str, int] = {}
         examples = [ex for ex in examples if seen.setdefault(ex.cls, 0) < limit_per_class and not seen.update({ex.cls: seen[ex.cls] + 1})]
     index = {lab: i for i, lab in enumerate(classifier.labels)}
     examples = [ex for ex in examples if ex.cls in index]
-    targets = np.array([index[ex.cls] for ex in examples], dtype=np.int64)
+    return examples, np.array([index[ex.cls] for ex in examples], dtype=np.int64)
+
+
+def metrics_from_logits(classifier: Classifier, split: str, logits_by_view: dict[str, np.ndarray],
+                        targets: np.ndarray) -> dict:
+    """What :func:`evaluate_split` returns (without ``_`` keys), from logits already computed."""
     result = {"model": classifier.model_info(), "split": split, "labels": classifier.labels,
               "temperature": classifier.config.temperature, "thresholds": classifier.config.thresholds}
-    logits_by_view = {}
-    for view in VIEWS:
-        logits = predict_logits(classifier, examples, view, progress)
-        logits_by_view[view] = logits
+    for view, logits in logits_by_view.items():
         result[view] = score_view(classifier, logits, targets)
+    return result
+
+
+def evaluate_split(classifier: Classifier, split: str = "test", *, limit_per_class: int = 0,
+                   progress: bool = False, return_logits: bool = False) -> dict:
+    """Metrics for both views of ``split``; ``labels``, ``model`` and counts included.
+
+    With ``return_logits`` also ``_logits`` (view -> N x C), ``_examples`` and ``_targets``.
+    """
+    examples, targets = split_examples(classifier, split, limit_per_class)
+    logits_by_view = {view: predict_logits(classifier, examples, view, progress) for view in VIEWS}
+    result = metrics_from_logits(classifier, split, logits_by_view, targets)
     if return_logits:
         result["_logits"] = logits_by_view
         result["_examples"] = examples
@@ -119,26 +136,29 @@ def evaluate_split(classifier: Classifier, split: str = "test", *, limit_per_cla
     return result
 
 
+# The headline numbers of one view: (name, how to read it from a view's metrics).
+SUMMARY_ROWS = [
+    ("macro-F1, wildlife classes", lambda v: v["macro_f1_wildlife"]),
+    ("macro-F1, all classes", lambda v: v["macro_f1_all"]),
+    ("top-1 accuracy", lambda v: v["accuracy"]),
+    ("flag precision (wildlife vs not)", lambda v: v["flag"]["precision"]),
+    ("flag recall", lambda v: v["flag"]["recall"]),
+    ("false-flag rate on non-wildlife", lambda v: v["flag"]["false_flag_rate"]),
+    ("'uncertain' rate", lambda v: v["flag"]["uncertain_rate"]),
+    ("binary precision at recall 0.95", lambda v: v["binary"]["precision_at_recall_0.95"]),
+    ("binary recall at precision 0.97", lambda v: v["binary"]["recall_at_precision_0.97"]),
+    ("binary average precision", lambda v: v["binary"]["average_precision"]),
+    ("ECE before temperature", lambda v: v["ece_before_temperature"]),
+    ("ECE after temperature", lambda v: v["ece_after_temperature"]),
+]
+
+
 def markdown_report(m: dict) -> str:
     """The metrics as Markdown tables (the model card's evaluation section)."""
     lines = [f"Model `{m['model']['name']}` {m['model']['version']} (sha256 `{m['model']['sha256'][:16]}…`), "
              f"split `{m['split']}`, {m['clean']['n']} photos per view.", ""]
     lines += ["| metric | clean | ad-style |", "|---|---:|---:|"]
-    rows = [
-        ("macro-F1, wildlife classes", lambda v: v["macro_f1_wildlife"]),
-        ("macro-F1, all classes", lambda v: v["macro_f1_all"]),
-        ("top-1 accuracy", lambda v: v["accuracy"]),
-        ("flag precision (wildlife vs not)", lambda v: v["flag"]["precision"]),
-        ("flag recall", lambda v: v["flag"]["recall"]),
-        ("false-flag rate on non-wildlife", lambda v: v["flag"]["false_flag_rate"]),
-        ("'uncertain' rate", lambda v: v["flag"]["uncertain_rate"]),
-        ("binary precision at recall 0.95", lambda v: v["binary"]["precision_at_recall_0.95"]),
-        ("binary recall at precision 0.97", lambda v: v["binary"]["recall_at_precision_0.97"]),
-        ("binary average precision", lambda v: v["binary"]["average_precision"]),
-        ("ECE before temperature", lambda v: v["ece_before_temperature"]),
-        ("ECE after temperature", lambda v: v["ece_after_temperature"]),
-    ]
-    for name, get in rows:
+    for name, get in SUMMARY_ROWS:
         lines.append(f"| {name} | {get(m['clean']):.3f} | {get(m['ad']):.3f} |")
     lines += ["", "| class | group | support | P clean | R clean | F1 clean | F1 ad | threshold |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for lab in m["labels"]:

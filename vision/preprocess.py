@@ -200,7 +200,8 @@ def normalize(pixels: np.ndarray, cfg: PreprocessConfig, out: np.ndarray | None 
 
 def load_for_model(data: bytes, cfg: PreprocessConfig, *, fast: bool = True, **limits) -> tuple[np.ndarray, DecodedImage]:
     """Decode ``data`` and preprocess it: ``(CHW float32 array, DecodedImage)``."""
-    decoded = load_image(data, draft_size=cfg.decode_size if fast else None, **limits)
+    # never decode below 128 px: the PDQ hash of the record is taken from this image too
+    decoded = load_image(data, draft_size=max(cfg.decode_size, 128) if fast else None, **limits)
     return to_model_input(decoded.image, cfg), decoded
 
 

@@ -15,6 +15,14 @@ class Result:
     calibrated probability; ``scores`` every model category's probability; ``flagged``
     is true when a wildlife category passed its threshold; ``error`` is ``None`` or
     ``{"reason": code, "message": text}``.
+
+    With reference galleries (:mod:`vision.gallery`): ``matched_by`` says whether the
+    trained head (``model``) or a gallery (``reference``) decided the label, and for a
+    reference decision ``score`` is the reference confidence (:mod:`vision.matching`);
+    ``gallery`` names the versions of the galleries consulted and, on a match, the
+    gallery's category, version, similarity, threshold and confidence; ``references`` the
+    closest reference photos (SHA-256 and similarity); ``head`` the head's own decision
+    whenever a gallery matched, so both opinions are on record.
     """
 
     path: str
@@ -28,6 +36,10 @@ class Result:
     scores: dict[str, float] = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     error: dict | None = None
+    matched_by: str | None = None
+    gallery: dict | None = None
+    references: list[dict] = field(default_factory=list)
+    head: dict | None = None
 
     @property
     def ok(self) -> bool:

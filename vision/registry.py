@@ -48,10 +48,16 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> Path:
     raise BundleError(f"unknown model {target!r}; available in {models_dir()}: {known}", "bundle_not_found")
 
 
-def create_model(name_or_path: str | os.PathLike | None = None, *, intra_threads: int = 1, inter_threads: int = 1, max_batch: int = 16):
-    """Load a bundle by name or path and return a ready :class:`vision.runtime.Classifier`."""
+def create_model(name_or_path: str | os.PathLike | None = None, *, intra_threads: int = 1, inter_threads: int = 1,
+                 max_batch: int = 16, galleries="auto"):
+    """Load a bundle by name or path and return a ready :class:`vision.runtime.Classifier`.
+
+    ``galleries``: ``"auto"`` matches against the reference galleries beside the model
+    when they exist, a path uses that gallery database, ``None`` the trained head alone.
+    """
     from .runtime import Classifier
 
     return Classifier.from_path(
-        resolve_model(name_or_path), intra_threads=intra_threads, inter_threads=inter_threads, max_batch=max_batch
+        resolve_model(name_or_path), intra_threads=intra_threads, inter_threads=inter_threads, max_batch=max_batch,
+        galleries=galleries,
     )

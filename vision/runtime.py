@@ -7,6 +7,9 @@ Decision rule (documented in the model card too):
 3. If any pass: ``flagged = True`` and ``label`` is the passing label with the highest p.
 4. Otherwise ``label`` is the top label, or ``uncertain`` when its p is below
    ``uncertain_below``; ``flagged = False``.
+5. With reference galleries for the model (``galleries.db`` beside it, see
+   :mod:`vision.gallery`), each image's embedding is matched against them and the match
+   is combined with steps 1-4 by :func:`vision.matching.combine`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import numpy as np
 
 from .bundle import EMBEDDING, INPUT, LOGITS, ModelBundle, load_bundle
 from .errors import ImageError, WildscanError
+from .gallery import GalleryStore, gallery_db_path
 from .hashing import pdq_hash, sha256_bytes
+from .matching import Match, combine
 from .preprocess import PreprocessConfig, load_for_model
 from .records import Result
 from .taxonomy import UNCERTAIN, get_category
@@ -53,6 +58,22 @@ def prepare_image(path: str, data: bytes, cfg: PreprocessConfig, **limits) -> Pr
     return PreparedImage(path, digest, pdq, decoded.width, decoded.height, tensor)
 
 
+def decide(probs: np.ndarray, labels: Sequence[str], wildlife: np.ndarray, thresholds: np.ndarray,
+           uncertain_below: float) -> tuple[str, float, bool]:
+    """Steps 2-4 of the decision rule for one probability vector: ``(label, score, flagged)``.
+
+    ``wildlife`` is a boolean mask over ``labels``, ``thresholds`` their flag thresholds.
+    """
+    passing = wildlife & (probs >= thresholds)
+    if passing.any():
+        idx = int(np.argmax(np.where(passing, probs, -1.0)))
+        return labels[idx], float(probs[idx]), True
+    idx = int(np.argmax(probs))
+    if probs[idx] < uncertain_below:
+        return UNCERTAIN, float(probs[idx]), False
+    return labels[idx], float(probs[idx]), False
+
+
 def read_file(path: str | Path) -> bytes:
     """The bytes of a file; raises :class:`ImageError` (``unreadable``) on I/O errors."""
     try:
@@ -62,9 +83,14 @@ def read_file(path: str | Path) -> bytes:
 
 
 class Classifier:
-    """A loaded bundle plus the decision rule. Thread-safe for concurrent ``run`` calls."""
+    """A loaded bundle plus the decision rule. Thread-safe for concurrent ``run`` calls.
 
-    def __init__(self, bundle: ModelBundle, *, max_batch: int = 16):
+    ``galleries``: ``"auto"`` (default) uses the gallery database beside the model when
+    it exists (:func:`vision.gallery.gallery_db_path`); a path or an open
+    :class:`~vision.gallery.GalleryStore` uses that one; ``None`` the trained head alone.
+    """
+
+    def __init__(self, bundle: ModelBundle, *, max_batch: int = 16, galleries="auto"):
         self.bundle = bundle
         self.config = bundle.config
         self.labels = list(bundle.config.labels)
@@ -74,10 +100,26 @@ class Classifier:
         self._outputs = [LOGITS] + ([EMBEDDING] if EMBEDDING in output_names else [])
         self._wildlife = np.array([get_category(label).is_wildlife for label in self.labels])
         self._thresholds = np.array([bundle.config.threshold(label) for label in self.labels], dtype=np.float32)
+        self.galleries: GalleryStore | None = self._open_galleries(galleries)
+
+    def _open_galleries(self, spec) -> GalleryStore | None:
+        if spec is None or isinstance(spec, GalleryStore):
+            return spec
+        path = gallery_db_path(self.bundle.onnx_path) if spec == "auto" else Path(spec)
+        if not self.has_embedding or (spec == "auto" and not path.is_file()):
+            return None
+        return GalleryStore(path, self.model_info(), dim=self.config.embedding_dim)
+
+    def use_galleries(self, store: GalleryStore | None) -> None:
+        """Match against ``store`` from now on (``None``: the trained head alone)."""
+        self.galleries = store
 
     @classmethod
-    def from_path(cls, path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, max_batch: int = 16) -> "Classifier":
-        return cls(load_bundle(path, intra_threads=intra_threads, inter_threads=inter_threads), max_batch=max_batch)
+    def from_path(cls, path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, max_batch: int = 16,
+                  galleries="auto") -> "Classifier":
+        """Load the bundle at ``path``; ``galleries`` as for the constructor."""
+        bundle = load_bundle(path, intra_threads=intra_threads, inter_threads=inter_threads)
+        return cls(bundle, max_batch=max_batch, galleries=galleries)
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -114,14 +156,7 @@ class Classifier:
 
     def decide(self, probs: np.ndarray) -> tuple[str, float, bool]:
         """Apply the decision rule to one probability vector: ``(label, score, flagged)``."""
-        passing = self._wildlife & (probs >= self._thresholds)
-        if passing.any():
-            idx = int(np.argmax(np.where(passing, probs, -1.0)))
-            return self.labels[idx], float(probs[idx]), True
-        idx = int(np.argmax(probs))
-        if probs[idx] < self.config.uncertain_below:
-            return UNCERTAIN, float(probs[idx]), False
-        return self.labels[idx], float(probs[idx]), False
+        return decide(probs, self.labels, self._wildlife, self._thresholds, self.config.uncertain_below)
 
     def wildlife_score(self, probs: np.ndarray) -> np.ndarray:
         """Total probability of the wildlife labels (for the binary wildlife-vs-not curve)."""
@@ -132,27 +167,46 @@ class Classifier:
     def prepare(self, path: str, data: bytes) -> PreparedImage | Result:
         return prepare_image(path, data, self.preprocess)
 
-    def finish(self, prepared: Sequence[PreparedImage], logits: np.ndarray) -> list[Result]:
-        """Turn prepared images and their logits into result records."""
+    def finish(self, prepared: Sequence[PreparedImage], logits: np.ndarray,
+               embeddings: np.ndarray | None = None) -> list[Result]:
+        """Turn prepared images and their logits into result records.
+
+        With galleries, ``embeddings`` (from :meth:`run`) are matched against them; when
+        they are not given the model is run again to get them.
+        """
         probs = self.probabilities(logits)
+        matches, versions = self.match_galleries(prepared, embeddings)
         model = self.model_info()
         results = []
-        for item, p in zip(prepared, probs):
-            label, score, flagged = self.decide(p)
+        for item, p, match in zip(prepared, probs, matches):
+            head = self.decide(p)
+            decision = combine(head, match)
             results.append(
                 Result(
                     path=item.path, sha256=item.sha256, pdq=item.pdq, width=item.width, height=item.height,
-                    label=label, score=round(score, 6), flagged=flagged,
+                    label=decision.label, score=round(decision.score, 6), flagged=decision.flagged,
                     scores={lab: round(float(v), 6) for lab, v in zip(self.labels, p)}, model=model,
+                    matched_by=decision.matched_by, **gallery_evidence(head, match, versions),
                 )
             )
         return results
 
+    def match_galleries(self, prepared: Sequence[PreparedImage], embeddings: np.ndarray | None = None
+                        ) -> tuple[list[Match | None], dict[str, int] | None]:
+        """Each image's gallery match (or ``None``), and the versions of the galleries consulted
+        (``None`` when the model has no non-empty gallery)."""
+        index = self.galleries.index() if self.galleries is not None and len(prepared) else None
+        if index is None or not len(index):
+            return [None] * len(prepared), None
+        if embeddings is None:
+            embeddings = self.run(np.stack([item.tensor for item in prepared]))[1]
+        return index.search(embeddings), index.versions
+
     def classify_prepared(self, items: Sequence[PreparedImage | Result]) -> list[Result]:
         """Run inference on the prepared items; failures pass through, order is kept."""
         ready = [it for it in items if isinstance(it, PreparedImage)]
-        logits, _ = self.run(np.stack([it.tensor for it in ready])) if ready else (None, None)
-        done = iter(self.finish(ready, logits) if ready else [])
+        logits, embeddings = self.run(np.stack([it.tensor for it in ready])) if ready else (None, None)
+        done = iter(self.finish(ready, logits, embeddings) if ready else [])
         model = self.model_info()
         out = []
         for it in items:
@@ -176,3 +230,19 @@ class Classifier:
             except ImageError as e:
                 items.append(Result.failure(str(path), e))
         return self.classify_prepared(items)
+
+
+def gallery_evidence(head: tuple[str, float, bool], match: Match | None, versions: dict[str, int] | None) -> dict:
+    """The ``gallery``, ``references`` and ``head`` fields of a result record."""
+    if versions is None:
+        return {}
+    if match is None:
+        return {"gallery": {"versions": versions}}
+    label, score, flagged = head
+    gallery = {"versions": versions, "category": match.category, "version": match.version,
+               "similarity": match.similarity, "threshold": match.threshold, "confidence": match.confidence}
+    return {
+        "gallery": gallery,
+        "references": [{"sha256": sha, "similarity": sim} for sha, sim in match.closest],
+        "head": {"label": label, "score": round(score, 6), "flagged": flagged},
+    }

@@ -1,0 +1,179 @@
+"""Benchmark ``wildscan scan``: local and Ray engines against the model's inference-only rate.
+
+Makes a folder of realistic JPEGs (real shared photos upscaled to 800x600 .. 1600x1200,
+quality 90) in a temporary directory, then measures in the same run:
+
+- inference only: the model on already-preprocessed tensors (decode excluded), in the
+  local engine's layout (N processes x 1 onnxruntime thread) and, for reference, one
+  process with N threads;
+- the local engine (read, SHA-256, decode, PDQ, preprocess, inference, SQLite commits),
+  end to end (worker start-up included) and steady state (first to last finished chunk);
+- the Ray engine end to end, on a local Ray cluster started beforehand (actor start-up
+  included; Ray returns results in bursts, so no steady-state figure is given).
+
+Ratios are against the inference-only rate in the local engine's layout.
+
+Not a test: numbers depend on the machine and on what else runs on it.
+
+    .venv/bin/python benchmarks/bench_scan.py [--model PATH] [--images 300] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from serving.scan.commands import make_engine  # noqa: E402
+from serving.scan.inputs import iter_items  # noqa: E402
+from serving.scan.local import default_workers  # noqa: E402
+from serving.scan.store import ScanStore  # noqa: E402
+from serving.scan.work import Progress  # noqa: E402
+from vision.hashing import sha256_file  # noqa: E402
+from vision.registry import resolve_model  # noqa: E402
+from vision.runtime import Classifier, prepare_image  # noqa: E402
+
+SHARED = Path(os.environ.get("WILDSCAN_DATA", REPO.parent / "shared" / "data"))
+
+
+def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """``count`` JPEGs between 800x600 and 1600x1200, upscaled from varied shared photos."""
+    with open(SHARED / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rng = random.Random(seed)
+    chosen = rng.sample(rows, count)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, row in enumerate(chosen):
+        width = rng.randrange(800, 1601, 8)
+        height = min(1200, max(600, int(width * rng.uniform(0.62, 0.9))))
+        with Image.open(SHARED / row["path"]) as im:
+            big = im.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+        path = folder / f"{i:05d}.jpg"
+        big.save(path, "JPEG", quality=90)
+        paths.append(path)
+    return paths
+
+
+def _inference_worker(model: str, paths: list[str], batch_size: int, threads: int, seconds: float,
+                      barrier, results) -> None:
+    classifier = Classifier.from_path(model, intra_threads=threads, max_batch=batch_size)
+    tensors = [prepare_image(p, Path(p).read_bytes(), classifier.preprocess).tensor for p in paths[:batch_size]]
+    batch = np.stack(tensors)
+    classifier.run(batch)  # warm-up
+    barrier.wait()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        classifier.run(batch)
+        done += len(batch)
+    results.put(done / (time.perf_counter() - start))
+
+
+def inference_only_rate(model: str, paths: list[Path], *, processes: int, threads: int, batch_size: int,
+                        seconds: float = 15.0) -> float:
+    """Images/s of the model alone on preprocessed batches, ``processes`` x ``threads``."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    args = (model, [str(p) for p in paths], batch_size, threads, seconds, barrier, results)
+    workers = [ctx.Process(target=_inference_worker, args=args) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    rates = [results.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return float(sum(rates))
+
+
+class TimedProgress(Progress):
+    """Progress that also notes when the first and the last chunk finished."""
+
+    def __init__(self, total: int):
+        super().__init__(total, quiet=True)
+        self.first: tuple[float, int] | None = None
+        self.last: tuple[float, int] | None = None
+
+    def update(self, n: int) -> None:
+        super().update(n)
+        mark = (time.monotonic(), self.new)
+        self.first = self.first or mark
+        self.last = mark
+
+    @property
+    def steady_rate(self) -> float:
+        """Images/s between the first and the last finished chunk (start-up excluded)."""
+        (t0, n0), (t1, n1) = self.first, self.last
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def engine_rates(engine: str, folder: Path, model: str, work: Path, *, workers: int, batch_size: int):
+    """``(end to end, steady state)`` images/s of one engine on ``folder`` (fresh database)."""
+    runner = make_engine(engine, model, workers=workers, batch_size=batch_size)
+    items = list(iter_items([folder]))
+    with ScanStore(work / f"{engine}.db", sha256_file(model)) as store:
+        total, _ = store.register(items)
+        progress = TimedProgress(total)
+        runner.run(store.pending(items), store, progress)
+        failures = sum(1 for r in store.records() if r.record.get("error"))
+    if failures:
+        print(f"  warning: {failures} failures in the {engine} scan", file=sys.stderr)
+    return progress.rate, progress.steady_rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="bundle path (default: the shipped model)")
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=15.0, help="duration of each inference-only measurement")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
+    args = parser.parse_args(argv)
+
+    model = str(resolve_model(args.model))
+    with tempfile.TemporaryDirectory(prefix="wildscan-bench-") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        paths = make_photos(work / "photos", args.images)
+        megapixels = np.mean([Image.open(p).size[0] * Image.open(p).size[1] for p in paths]) / 1e6
+        print(f"{len(paths)} JPEGs, mean {megapixels:.2f} MP, made in {time.perf_counter() - started:.0f} s; "
+              f"model {Path(model).name}; {args.workers} workers, batch {args.batch_size}, {os.cpu_count()} CPUs")
+
+        per_process = inference_only_rate(model, paths, processes=args.workers, threads=1,
+                                          batch_size=args.batch_size, seconds=args.seconds)
+        threaded = inference_only_rate(model, paths, processes=1, threads=args.workers,
+                                       batch_size=args.batch_size, seconds=args.seconds)
+        print(f"{f'inference only, {args.workers} processes x 1 thread:':40s}{per_process:8.1f} images/s")
+        print(f"{f'inference only, 1 process x {args.workers} threads:':40s}{threaded:8.1f} images/s")
+
+        local_whole, local_steady = engine_rates("local", work / "photos", model, work, workers=args.workers,
+                                                 batch_size=args.batch_size)
+        print(f"{'local engine, end to end:':40s}{local_whole:8.1f} images/s = {local_whole / per_process:.2f} x inference only")
+        print(f"{'local engine, steady state:':40s}{local_steady:8.1f} images/s = {local_steady / per_process:.2f} x inference only")
+        if not args.no_ray:
+            import ray
+
+            ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+            try:
+                ray_whole, _ = engine_rates("ray", work / "photos", model, work, workers=args.workers,
+                                            batch_size=args.batch_size)
+            finally:
+                ray.shutdown()
+            print(f"{'ray engine, end to end:':40s}{ray_whole:8.1f} images/s = {ray_whole / per_process:.2f} x inference only"
+                  f" = {ray_whole / local_whole:.2f} x local")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""training.analysis: known answers on synthetic logits, the logit cache, real photos, and a
+real (tiny-model) scan read back in every output format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training import analysis
+from training.data import Example, load_split
+from training.evaluate import evaluate_split, metrics_from_logits
+from vision.runtime import Classifier
+
+# Tiny model labels: ivory, reef_coral (wildlife; thresholds 0.6), ceramic_porcelain, goods_other.
+# Calibrated probabilities per photo, and the true class.
+CASES = [
+    ("ivory", [0.90, 0.04, 0.04, 0.02]),  # 0 right, flagged
+    ("ivory", [0.70, 0.10, 0.15, 0.05]),  # 1 right, flagged
+    ("ivory", [0.30, 0.05, 0.60, 0.05]),  # 2 called ceramic, missed
+    ("ivory", [0.45, 0.05, 0.10, 0.40]),  # 3 right but below threshold: missed
+    ("ceramic_porcelain", [0.80, 0.05, 0.10, 0.05]),  # 4 called ivory, flagged
+    ("ceramic_porcelain", [0.62, 0.03, 0.33, 0.02]),  # 5 called ivory, flagged
+    ("ceramic_porcelain", [0.10, 0.05, 0.80, 0.05]),  # 6 right
+    ("ceramic_porcelain", [0.35, 0.05, 0.30, 0.30]),  # 7 called ivory, 'uncertain', not flagged
+    ("reef_coral", [0.05, 0.85, 0.05, 0.05]),  # 8 right, flagged
+    ("reef_coral", [0.05, 0.20, 0.05, 0.70]),  # 9 called goods, missed
+    ("goods_other", [0.05, 0.05, 0.10, 0.80]),  # 10 right
+    ("goods_other", [0.05, 0.65, 0.05, 0.25]),  # 11 called reef coral, flagged
+]
+TEMPERATURE = 2.0
+
+
+@pytest.fixture()
+def classifier(tmp_path) -> Classifier:
+    from tiny_model import make_tiny_bundle
+
+    return Classifier.from_path(make_tiny_bundle(tmp_path / "models", temperature=TEMPERATURE), galleries=None)
+
+
+@pytest.fixture()
+def ev(classifier) -> analysis.Evaluation:
+    """An evaluation whose calibrated probabilities are exactly ``CASES`` in both views."""
+    labels = classifier.labels
+    examples = [Example(f"{i:064x}", f"synthetic/{i}.jpg", cls, cls, "test", i, "0" * 64, "synthetic")
+                for i, (cls, _) in enumerate(CASES)]
+    targets = np.array([labels.index(cls) for cls, _ in CASES])
+    logits = TEMPERATURE * np.log(np.array([p for _, p in CASES]))
+    by_view = {"clean": logits, "ad": logits[:, ::-1].copy()}
+    return analysis.Evaluation(classifier, "test", examples, targets, by_view,
+                               metrics_from_logits(classifier, "test", by_view, targets))
+
+
+def indices(cases: list[analysis.Case]) -> list[int]:
+    return [int(c.example.path.split("/")[1].split(".")[0]) for c in cases]
+
+
+# --- evaluation tables and curves ---------------------------------------------------------------
+
+
+def test_decisions_follow_the_rule(ev):
+    labels = [d[0] for d in ev.decisions("clean")]
+    assert labels[3] == "ivory" and labels[7] == "uncertain"
+    assert np.flatnonzero(ev.flagged("clean")).tolist() == [0, 1, 4, 5, 8, 11]
+
+
+def test_per_class_and_summary_tables_show_the_metrics(ev):
+    table = analysis.per_class_table(ev.metrics)
+    ivory = table.records()[0]
+    assert ivory["class"] == "ivory" and ivory["support"] == 4 and ivory["threshold"] == 0.6
+    assert ivory["P clean"] == pytest.approx(3 / 6) and ivory["R clean"] == pytest.approx(3 / 4)
+    summary = {r["metric"]: r for r in analysis.summary_table(ev.metrics).records()}
+    flag = summary["flag precision (wildlife vs not)"]
+    assert flag["clean"] == pytest.approx(3 / 6)  # flagged 0, 1, 4, 5, 8, 11; wildlife among them 0, 1, 8
+    assert summary["flag recall"]["clean"] == pytest.approx(3 / 6)  # of 0, 1, 2, 3, 8, 9
+
+
+def test_confusion_matrix_rows_sum_to_one(ev):
+    cm = analysis.confusion_matrix(ev.metrics, "clean")
+    assert np.allclose(cm.sum(1), 1.0)
+    assert cm[2, 0] == pytest.approx(3 / 4)  # three of four ceramics called ivory
+    assert analysis.confusion_matrix(ev.metrics, "clean", normalize=False)[2, 0] == 3
+
+
+def test_threshold_tradeoff_known_answers(ev):
+    rows = {r["class"]: r for r in analysis.threshold_tradeoff(ev, "clean").records()}
+    ivory = rows["ivory"]
+    # p(ivory) descending: .90+ .80- .70+ .62- .45+ ...: only the top photo keeps precision >= 0.9
+    assert ivory["recall at P≥0.90"] == pytest.approx(0.25) and ivory["threshold at P≥0.90"] == pytest.approx(0.9)
+    assert ivory["P at threshold"] == pytest.approx(0.5) and ivory["R at threshold"] == pytest.approx(0.5)
+    assert rows["reef_coral"]["recall at P≥0.99"] == pytest.approx(0.5)
+    assert rows["any wildlife (flag score)"]["recall at P≥0.95"] == pytest.approx(2 / 6)
+    for lab, by_target in ev.metrics["clean"]["recall_at_precision"].items():
+        for t, recall in by_target.items():
+            assert rows[lab][f"recall at P≥{float(t):.2f}"] == recall
+
+
+def test_curves_and_reliability_match_the_metrics(ev):
+    flag = analysis.flag_curve(ev, "clean")
+    assert flag.positives == 6
+    assert flag.average_precision == pytest.approx(ev.metrics["clean"]["binary"]["average_precision"])
+    assert analysis.flag_operating_point(ev, "clean") == (ev.metrics["clean"]["flag"]["precision"],
+                                                          ev.metrics["clean"]["flag"]["recall"])
+    curves = analysis.pr_curves(ev, "clean")
+    assert set(curves) == {"ivory", "reef_coral"} and curves["ivory"].recall[-1] == 1.0
+    rel = analysis.reliability_data(ev, "clean")
+    assert rel["ece_before"] == ev.metrics["clean"]["ece_before_temperature"]
+    assert rel["ece_after"] == ev.metrics["clean"]["ece_after_temperature"]
+    assert rel["ece_before"] != pytest.approx(rel["ece_after"])  # temperature 2 changes confidences
+    assert sum(rel["after"]["count"]) == len(CASES)
+
+
+def test_compare_metrics_finds_every_difference(ev):
+    m = {**ev.metrics, "_logits": ev.logits}
+    reference = json.loads(json.dumps(ev.metrics))
+    assert analysis.compare_metrics(m, reference) == []
+    reference["clean"]["macro_f1_all"] += 1e-12
+    assert analysis.compare_metrics(m, reference) == []
+    reference["clean"]["macro_f1_all"] += 1e-6
+    reference["ad"]["per_class"]["ivory"]["support"] = 5
+    del reference["temperature"]
+    reference["labels"] = reference["labels"][:3]
+    problems = analysis.compare_metrics(m, reference)
+    assert [p.split(":")[0] for p in problems] == [
+        "ad.per_class.ivory.support", "clean.macro_f1_all", "labels", "temperature"]
+    assert "only in the computed" in problems[-1]
+
+
+def test_check_reference(ev, tmp_path):
+    assert analysis.check_reference(ev, None).startswith("not checked")
+    path = analysis.reference_metrics_path(ev.classifier)
+    assert path.name == "metrics.json" and path.parent.name == "tiny.test.eval"
+    with pytest.raises(FileNotFoundError, match="set the reference to None"):
+        analysis.check_reference(ev)
+    path.parent.mkdir()
+    path.write_text(json.dumps(ev.metrics))
+    assert analysis.check_reference(ev).startswith("every number equals")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**ev.metrics, "split": "val"}))
+    with pytest.raises(analysis.MetricsMismatch, match="1 numbers differ"):
+        analysis.check_reference(ev, other)
+    path.write_text(json.dumps({**ev.metrics, "split": "val"}))
+    assert "is for split 'val'" in analysis.check_reference(ev)  # the card covers another split
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_class_errors_are_worst_first(ev):
+    assert indices(analysis.class_errors(ev, "ivory", "fp")) == [4, 5, 7]
+    assert indices(analysis.class_errors(ev, "ivory", "fn")) == [2]
+    assert indices(analysis.class_errors(ev, "ceramic_porcelain", "fn")) == [4, 7, 5]
+    assert indices(analysis.class_errors(ev, "ivory", "fp", limit=1)) == [4]
+    case = analysis.class_errors(ev, "ivory", "fp")[0]
+    assert (case.true, case.predicted, case.flagged, case.decision) == ("ceramic_porcelain", "ivory", True, "ivory")
+    assert case.score == pytest.approx(0.8) and case.true_score == pytest.approx(0.1)
+    assert "FLAGGED" in case.caption() and not case.correct
+    with pytest.raises(ValueError, match="no class 'rhino_horn'"):
+        analysis.class_errors(ev, "rhino_horn")
+    with pytest.raises(ValueError, match="'fp' or 'fn'"):
+        analysis.class_errors(ev, "ivory", "both")
+
+
+def test_flag_errors(ev):
+    assert indices(analysis.flag_errors(ev, "false_flag")) == [4, 11, 5]
+    assert indices(analysis.flag_errors(ev, "missed")) == [9, 2, 3]  # wildlife score .25, .35, .50
+
+
+def test_error_table(ev):
+    rows = {r["class"]: r for r in analysis.error_table(ev).records()}
+    assert rows["ivory"]["false negatives"] == 1 and rows["ivory"]["called instead"] == "ceramic_porcelain 1"
+    assert rows["ivory"]["false positives"] == 3 and rows["ivory"]["true class of those"] == "ceramic_porcelain 3"
+
+
+def test_lookalike_confusions(ev):
+    table = analysis.lookalike_confusions(ev, "clean")
+    assert table.rows == [["ceramic_porcelain", "ivory", 4, 3, 2, 4, 1]]  # reef coral never confused with ceramic
+    iv = ev.metrics["clean"]["ivory_vs_ceramic"]
+    assert (iv["ceramic_called_ivory"], iv["ivory_called_ceramic"]) == (3, 1)
+    summary = analysis.lookalike_summary(ev, "clean").records()
+    assert summary == [{"look-alike": "ceramic_porcelain", "photos": 4, "called wildlife": 3, "flagged": 2,
+                        "flag rate": 0.5}]
+    assert summary[0]["flagged"] == iv["ceramic_flagged"]
+    cases = analysis.lookalike_cases(ev, "ceramic_porcelain", "ivory")
+    assert indices(cases["lookalike_as_wildlife"]) == [4, 5, 7]
+    assert indices(cases["wildlife_as_lookalike"]) == [2]
+    assert indices(analysis.lookalike_cases(ev, "ceramic_porcelain", ["reef_coral"])["lookalike_as_wildlife"]) == []
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def test_table_renders():
+    t = analysis.Table(["name", "value", "none"], [["<a>", 0.12345, None], ["b", float("nan"), 2]], "title")
+    assert t.to_markdown().splitlines()[2:] == ["| name | value | none |", "|---|---|---|", "| <a> | 0.123 |  |",
+                                                "| b | – | 2 |"]
+    assert "&lt;a&gt;" in t._repr_html_() and "<caption>title</caption>" in t._repr_html_()
+    assert t.column("none") == [None, 2]
+    with pytest.raises(KeyError, match="columns are name, value, none"):
+        t.column("missing")
+
+
+# --- real photos: the views, and the cache ----------------------------------------------------------
+
+
+def test_view_image_shows_what_the_model_saw(shared_data):
+    example = next(ex for ex in load_split("test") if ex.cls == "ivory")
+    clean = analysis.view_image(example, "clean")
+    ad = analysis.view_image(example, "ad")
+    assert clean.mode == "RGB" and ad.mode == "RGB"
+    assert ad.tobytes() == analysis.view_image(example, "ad").tobytes()  # seeded per photo
+    assert ad.size != clean.size or ad.tobytes() != clean.tobytes()
+    assert max(analysis.view_image(example, "clean", size=64).size) <= 64
+    with pytest.raises(ValueError, match="unknown view"):
+        analysis.view_image(example, "night")
+
+
+def test_ad_view_does_not_depend_on_global_random_state(shared_data, monkeypatch):
+    """The published ad-style numbers are reproducible only if the view is: Pillow's
+    effect_noise draws from C rand(), which libzmq reseeds inside every Jupyter kernel."""
+    import random
+
+    from PIL import Image
+
+    from training.augment import eval_ad_view
+
+    img = analysis.view_image(next(ex for ex in load_split("test") if ex.cls == "ivory"), "clean")
+    keys = [f"k{i}" for i in range(24)]
+    before = [eval_ad_view(img, k).tobytes() for k in keys]
+    random.seed(1), np.random.seed(1), Image.effect_noise((16, 16), 30)  # disturb every global generator
+
+    def forbidden(*args):
+        raise AssertionError("Image.effect_noise is not seeded by the view's key")
+
+    monkeypatch.setattr(Image, "effect_noise", forbidden)
+    assert [eval_ad_view(img, k).tobytes() for k in keys] == before
+
+
+def test_evaluate_caches_logits_and_equals_evaluate_split(classifier, tmp_path, monkeypatch):
+    first = analysis.evaluate(classifier, "test", limit_per_class=2, cache_dir=tmp_path)
+    assert len(first.examples) == 8 and {ex.cls for ex in first.examples} == set(classifier.labels)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    direct = evaluate_split(classifier, "test", limit_per_class=2)
+    assert analysis.compare_metrics(first.metrics, json.loads(json.dumps(direct)), tol=0) == []
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("logits were recomputed despite the cache")
+
+    monkeypatch.setattr(analysis, "predict_logits", no_inference)
+    again = analysis.evaluate(classifier, "test", limit_per_class=2, cache_dir=tmp_path)
+    assert all(np.array_equal(again.logits[v], first.logits[v]) for v in first.logits)
+    assert again.metrics == first.metrics
+    with pytest.raises(AssertionError, match="recomputed"):  # another subset: another key
+        analysis.evaluate(classifier, "test", limit_per_class=1, cache_dir=tmp_path)
+    with pytest.raises(AssertionError, match="recomputed"):
+        analysis.evaluate(classifier, "test", limit_per_class=2, cache_dir=tmp_path, refresh=True)
+
+
+def test_cached_logits_for_other_photos_are_ignored(classifier, tmp_path):
+    examples, _ = analysis.split_examples(classifier, "test", 1)
+    path = analysis.write_logits(tmp_path / "x.npz", {"clean": np.zeros((4, 4)), "ad": np.zeros((4, 4))}, examples)
+    assert analysis.read_logits(path, examples, classifier.labels) is not None
+    assert analysis.read_logits(path, examples[::-1], classifier.labels) is None
+    assert analysis.read_logits(path, examples, classifier.labels[:3]) is None
+
+
+# --- scan results ---------------------------------------------------------------------------------
+
+ROWS = [
+    {"path": "a.jpg", "label": "ivory", "score": 0.9, "flagged": True, "seller": "s2", "platform": "p1",
+     "cluster_id": 1, "cluster_size": 2, "score_ivory": 0.9, "score_ceramic_porcelain": 0.1, "error_reason": None},
+    {"path": "b.jpg", "label": "ivory", "score": 0.8, "flagged": True, "seller": "s1", "platform": "p1",
+     "cluster_id": 1, "cluster_size": 2, "score_ivory": 0.8, "score_ceramic_porcelain": 0.2, "error_reason": None},
+    {"path": "c.jpg", "label": "ceramic_porcelain", "score": 0.7, "flagged": False, "seller": "s1", "platform": "p2",
+     "cluster_id": 2, "cluster_size": 1, "score_ivory": 0.3, "score_ceramic_porcelain": 0.7, "error_reason": None},
+    {"path": "d.jpg", "label": "uncertain", "score": 0.35, "flagged": False, "seller": "s3", "platform": "p2",
+     "cluster_id": 3, "cluster_size": 1, "score_ivory": 0.35, "score_ceramic_porcelain": 0.3, "error_reason": None},
+    {"path": "e.jpg", "label": None, "score": None, "flagged": False, "seller": "s3", "platform": "p2",
+     "cluster_id": None, "cluster_size": None, "score_ivory": None, "score_ceramic_porcelain": None,
+     "error_reason": "truncated"},
+]
+
+
+def test_scan_tables_from_rows():
+    report = analysis.scan_report(ROWS)
+    assert analysis.flagged_by_category(report).rows == [["ivory", "Elephant ivory (carving or object)", 2]]
+    assert analysis.flagged_by(report, "seller").rows == [["s1", 1, "ivory 1"], ["s2", 1, "ivory 1"]]
+    assert analysis.flagged_by(report, "platform").rows == [["p1", 2, "ivory 2"]]
+    assert analysis.cluster_table(report).rows == [[1, 2, 2, "ivory 2", 2, 1, "a.jpg"]]
+    assert [r["path"] for r in analysis.cluster_members(ROWS, 1)] == ["a.jpg", "b.jpg"]
+    dist = analysis.score_distribution(ROWS)
+    assert dist["flagged"].tolist() == [0.9, 0.8] and dist["not flagged"].tolist() == [0.7]
+    assert dist["uncertain"].tolist() == [0.35]
+    assert analysis.wildlife_scores(ROWS).tolist() == [0.9, 0.8, 0.3, 0.35]
+    no_seller = analysis.scan_report([{k: v for k, v in r.items() if k != "seller"} for r in ROWS])
+    assert analysis.flagged_by(no_seller, "seller").rows == []
+    with pytest.raises(ValueError, match="'seller' or 'platform'"):
+        analysis.flagged_by(report, "price")
+
+
+def test_demo_scan_runs_the_real_scanner(tiny_bundle, tmp_path, shared_data):
+    per_class = {"ivory": 3, "ceramic_porcelain": 2, "goods_other": 2}
+    out = analysis.make_demo_scan(tmp_path / "demo", tiny_bundle, per_class=per_class, reposts=1,
+                                  outputs=("results.jsonl", "results.csv", "results.parquet"))
+    rows = analysis.load_results(out)
+    assert len(rows) == 7 + 2 + 1  # photos, the re-posts of one, the truncated upload
+    assert {"url", "title", "price", "seller", "platform", "captured_at"} <= set(rows[0])
+    failures = [r for r in rows if r["error_reason"]]
+    assert len(failures) == 1 and failures[0]["path"].endswith("broken_upload.jpg")
+    original = rows[0]["cluster_id"]
+    assert [r["cluster_id"] for r in rows[7:9]] == [original, original]  # same photo, and a re-encoded copy
+    report = analysis.scan_report(rows)
+    assert analysis.cluster_table(report).rows[0][:2] == [original, 3]
+    assert analysis.image_path(rows[0]) is not None and analysis.image_path(failures[0]) is not None
+    assert analysis.image_path({"path": str(tmp_path / "gone.jpg")}) is None
+    assert max(analysis.row_image(rows[0], 64).size) == 64 and analysis.row_image(failures[0]) is None
+    for other in ("results.csv", "results.parquet"):  # every output format reads back the same
+        again = analysis.load_results(out.with_name(other))
+        for key in ("label", "flagged", "score", "cluster_id", "cluster_size", "score_ivory", "seller"):
+            assert [r[key] or None for r in again] == [r[key] or None for r in rows], (other, key)

@@ -1,0 +1,316 @@
+"""Reference galleries: CLI, persistence, export/import, thresholds, the combined rule, the API.
+
+The tiny bundle's embedding is the photo's mean colour (3-d): real, but too weak to
+recognise a *different* photo of a category, so the end-to-end checks classify a re-encoded,
+resized copy of a gallery photo (a re-posted ad photo: other bytes, same picture). How well
+galleries generalise to new photos is measured on the shipped model by
+``python -m training.gallery_eval`` (models/GALLERY_EVAL.md) and by the slow test at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vision import gallery as gallery_module
+from vision.cli import main
+from vision.gallery import GalleryError, GalleryStore, gallery_db_path
+from vision.matching import (Match, choose_threshold, combine, conformal_confidence, gallery_scores, loo_scores,
+                             normalise, similarities)
+from vision.registry import create_model
+
+REPO = Path(__file__).resolve().parent.parent
+NEGATIVE_LABELS = ("marketplace_photo", "everyday_object", "clothing_secondhand", "person")
+CATEGORY = "taxidermy"  # has_data=False in the taxonomy: gallery-only
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(list(map(str, argv)))
+    return code, capsys.readouterr().out
+
+
+def reencoded(path: Path, out: Path) -> Path:
+    """A re-posted copy: resized to 90 % and saved again as JPEG (other bytes, same picture)."""
+    img = Image.open(path).convert("RGB")
+    img = img.resize((int(img.width * 0.9), int(img.height * 0.9)))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=80)
+    out.write_bytes(buf.getvalue())
+    return out
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def negatives(photo) -> list[Path]:
+    return [photo(label, i) for label in NEGATIVE_LABELS for i in range(3)]
+
+
+@pytest.fixture()
+def refs(photo) -> list[Path]:
+    return [photo(CATEGORY, i) for i in range(10)]
+
+
+@pytest.fixture()
+def taught(tiny_bundle, negatives, refs, capsys) -> Path:
+    """The tiny bundle with a negative pool and a 10-photo taxidermy gallery added through the CLI."""
+    code, _ = run_cli(capsys, "gallery", "negatives", "--model", tiny_bundle, *negatives)
+    assert code == 0
+    code, out = run_cli(capsys, "gallery", "add", CATEGORY, *refs, "--model", tiny_bundle, "--by", "tester", "--json")
+    assert code == 0
+    added = json.loads(out)
+    assert added["version"] == 1 and added["references"] == 10 and added["added"] == [sha(p) for p in refs]
+    return tiny_bundle
+
+
+def classify(capsys, bundle: Path, *paths: Path) -> list[dict]:
+    code, out = run_cli(capsys, "classify", "--model", bundle, *paths)
+    assert code == 0
+    return [json.loads(line) for line in out.splitlines()]
+
+
+# --- end to end through the CLI ------------------------------------------------------------
+
+def test_added_gallery_flags_a_reposted_photo_with_evidence(taught, refs, negatives, photo, tmp_path, capsys):
+    copy = reencoded(refs[3], tmp_path / "repost.jpg")
+    other = photo("marketplace_photo", 10)
+    flagged, plain, negative = classify(capsys, taught, copy, other, negatives[0])
+    assert flagged["flagged"] and flagged["label"] == CATEGORY and flagged["matched_by"] == "reference"
+    assert flagged["sha256"] != sha(refs[3])
+    assert flagged["references"][0]["sha256"] == sha(refs[3])
+    assert {r["sha256"] for r in flagged["references"]} <= {sha(p) for p in refs}
+    gallery = flagged["gallery"]
+    assert gallery["category"] == CATEGORY and gallery["version"] == 1 and gallery["versions"] == {CATEGORY: 1}
+    assert gallery["similarity"] >= gallery["threshold"] and 0.9 < gallery["confidence"] < 1.0
+    assert flagged["score"] == gallery["confidence"]
+    assert flagged["head"]["label"] in {"ivory", "reef_coral", "ceramic_porcelain", "goods_other", "uncertain"}
+    assert flagged["scores"].keys() == {"ivory", "reef_coral", "ceramic_porcelain", "goods_other"}
+    for record in (plain, negative):  # a pool photo can never pass: the threshold is above all of them
+        assert record["matched_by"] == "model" and record["gallery"] == {"versions": {CATEGORY: 1}}
+        assert record["label"] != CATEGORY and record["references"] == [] and record["head"] is None
+
+
+def test_no_galleries_flag_and_a_model_without_db_is_unchanged(taught, refs, tmp_path, capsys):
+    copy = reencoded(refs[3], tmp_path / "repost.jpg")
+    code, out = run_cli(capsys, "classify", "--model", taught, "--no-galleries", copy)
+    record = json.loads(out)
+    assert record["label"] != CATEGORY and record["gallery"] is None and record["matched_by"] == "model"
+
+
+def test_galleries_survive_a_new_process(taught, refs, tmp_path):
+    copy = reencoded(refs[5], tmp_path / "repost.jpg")
+    code = (f"from vision.registry import create_model\n"
+            f"r = create_model({str(taught)!r}).predict_files([{str(copy)!r}])[0]\n"
+            f"print(r.label, r.matched_by, r.references[0]['sha256'], r.gallery['version'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.split() == [CATEGORY, "reference", sha(refs[5]), "1"]
+
+
+def test_api_path_without_embeddings_matches_too(taught, refs, tmp_path):
+    """``finish(prepared, logits)`` (how the API's batcher calls it) still consults the galleries."""
+    classifier = create_model(taught)
+    copy = reencoded(refs[2], tmp_path / "repost.jpg")
+    prepared = classifier.prepare(copy.name, copy.read_bytes())
+    logits, _ = classifier.run(prepared.tensor[None])
+    [result] = classifier.finish([prepared], logits)
+    assert result.matched_by == "reference" and result.references[0]["sha256"] == sha(refs[2])
+
+
+def test_versions_rise_on_every_change_and_remove_works(taught, refs, photo, tmp_path, capsys):
+    db = gallery_db_path(taught)
+    code, out = run_cli(capsys, "gallery", "add", CATEGORY, *refs[:3], "--model", taught, "--json")
+    assert json.loads(out)["version"] == 1  # the same photos again: nothing changes
+    code, out = run_cli(capsys, "gallery", "add", CATEGORY, photo(CATEGORY, 10), "--model", taught, "--json")
+    assert json.loads(out)["version"] == 2 and json.loads(out)["references"] == 11
+    code, out = run_cli(capsys, "gallery", "remove", CATEGORY, "--sha256", sha(refs[3]), "--model", taught, "--json")
+    assert json.loads(out)["version"] == 3 and json.loads(out)["references"] == 10
+    [record] = classify(capsys, taught, reencoded(refs[3], tmp_path / "repost.jpg"))
+    assert sha(refs[3]) not in {r["sha256"] for r in record["references"]}
+    assert record["gallery"]["versions"] == {CATEGORY: 3}
+    code, out = run_cli(capsys, "gallery", "remove", CATEGORY, "--model", taught, "--json")
+    assert json.loads(out)["references"] == 0 and json.loads(out)["version"] == 4
+    [record] = classify(capsys, taught, reencoded(refs[5], tmp_path / "repost.jpg"))
+    assert record["matched_by"] == "model" and record["gallery"] is None  # an empty gallery is not consulted
+    assert run_cli(capsys, "gallery", "remove", CATEGORY, "--sha256", "ab" * 32, "--model", taught)[0] == 1
+    assert run_cli(capsys, "gallery", "add", "unicorn_horn", refs[0], "--model", taught)[0] == 1
+    code, out = run_cli(capsys, "gallery", "list", "--model", taught, "--json")
+    listed = json.loads(out)
+    assert listed["database"] == str(db) and listed["negative_pool"]["photos"] == 12
+    assert [(g["category"], g["version"], g["references"]) for g in listed["galleries"]] == [(CATEGORY, 4, 0)]
+
+
+def test_thresholds_come_from_leave_one_out_against_the_pool(taught):
+    classifier = create_model(taught)
+    store = classifier.galleries
+    info = store.info(CATEGORY)
+    cal = info.calibration
+    assert cal["negatives"] == 12 and cal["references"] == 10 and cal["target"] == 0.01
+    assert cal["false_match_rate"] == 0.0 and 0.0 <= cal["loo_recall"] <= 1.0
+    refs = np.stack([r.embedding for r in store.references(CATEGORY)])
+    pool_scores = gallery_scores(store.negatives(), refs)
+    assert info.threshold > pool_scores.max()  # 1 % of 12 photos: none may pass
+    assert cal["loo_recall"] == pytest.approx(float((loo_scores(refs) >= info.threshold).mean()))
+
+
+# --- export / import ----------------------------------------------------------------------
+
+def test_export_import_round_trips_exactly(taught, tmp_path, capsys, photo):
+    first = tmp_path / "first.json"
+    assert run_cli(capsys, "gallery", "export", first, "--model", taught)[0] == 0
+    other_db = tmp_path / "agency-b" / "galleries.db"
+    assert run_cli(capsys, "gallery", "import", first, "--model", taught, "--db", other_db)[0] == 0
+    classifier = create_model(taught, galleries=None)
+    a = GalleryStore(gallery_db_path(taught), classifier.model_info(), dim=3)
+    b = GalleryStore(other_db, classifier.model_info(), dim=3)
+    ra, rb = a.references(CATEGORY), b.references(CATEGORY)
+    assert [r.sha256 for r in ra] == [r.sha256 for r in rb]
+    assert [(r.added_by, r.added_at) for r in ra] == [(r.added_by, r.added_at) for r in rb]
+    assert all(x.embedding.tobytes() == y.embedding.tobytes() for x, y in zip(ra, rb))
+    assert a.info(CATEGORY).as_dict() | {"updated_at": None} == b.info(CATEGORY).as_dict() | {"updated_at": None}
+    again = tmp_path / "again.json"
+    assert run_cli(capsys, "gallery", "export", again, "--model", taught, "--db", other_db)[0] == 0
+    strip = lambda p: {k: v for k, v in json.loads(p.read_text()).items() if k != "exported_at"}
+    assert strip(first) == strip(again)
+    # the same file again changes nothing; new photos merged in raise the version
+    assert b.import_file(first)[0].version == 1
+    a.add(CATEGORY, ["cd" * 32], np.array([[0.1, 0.2, 0.3]]), added_by="agency-a")
+    a.export(first)
+    with pytest.raises(GalleryError, match="needs a negative pool"):  # a merge is recalibrated locally
+        b.import_file(first)
+    assert (b.info(CATEGORY).version, b.info(CATEGORY).references) == (1, 10)  # rolled back
+    b.set_negatives([f"{i:064x}" for i in range(12)], a.negatives(), "a copy of agency A's pool")
+    assert b.info(CATEGORY).version == 2  # a new pool recalibrates: a new version
+    merged = b.import_file(first)[0]
+    assert merged.version == 3 and merged.references == 11 and merged.threshold == a.info(CATEGORY).threshold
+    # a gallery from another model is refused: its embeddings mean nothing here
+    foreign = json.loads(first.read_text())
+    foreign["model"]["sha256"] = "0" * 64
+    with pytest.raises(GalleryError, match="cannot be compared"):
+        b.import_dict(foreign)
+
+
+def test_default_negative_pool_is_built_on_first_add(tiny_bundle, refs, monkeypatch, capsys):
+    monkeypatch.setattr(gallery_module, "NEGATIVES_PER_CLASS", 1)
+    code, out = run_cli(capsys, "gallery", "add", CATEGORY, *refs[:5], "--model", tiny_bundle, "--json")
+    assert code == 0 and json.loads(out)["calibration"]["negatives"] == 12  # 12 non-wildlife classes x 1
+    code, out = run_cli(capsys, "gallery", "list", "--model", tiny_bundle, "--json")
+    assert json.loads(out)["negative_pool"]["source"].startswith("default: wildtrade-v1 train, non-wildlife")
+
+
+# --- the numbers ------------------------------------------------------------------------------
+
+def test_threshold_rule_keeps_one_percent_and_maximises_recall():
+    negative = np.linspace(0.0, 0.99, 200).astype(np.float32)  # 1 % of 200 = 2 may pass
+    loo = np.array([0.5, 0.97, 0.985, 0.989, 0.995], np.float32)
+    choice = choose_threshold(loo, negative)
+    assert choice.false_match_rate == 0.01 and (negative >= choice.threshold).sum() == 2
+    assert choice.threshold > negative[-3] and choice.loo_recall == 0.6  # 0.985, 0.989 and 0.995 pass
+    lower = np.nextafter(np.float32(choice.threshold), np.float32(0))
+    assert (negative >= lower).mean() > 0.01  # any lower threshold breaks the 1 % target
+    assert choose_threshold(np.zeros(0), negative).loo_recall is None
+    with pytest.raises(ValueError):
+        choose_threshold(loo, np.zeros(0))
+
+
+def test_exact_search_in_blocks_equals_one_product(monkeypatch):
+    rng = np.random.default_rng(0)
+    q, r = normalise(rng.normal(size=(50, 16))), normalise(rng.normal(size=(300, 16)))
+    monkeypatch.setattr("vision.matching.MAX_BLOCK", 1000)
+    assert np.array_equal(similarities(q, r), np.concatenate([q[i : i + 3] @ r.T for i in range(0, 50, 3)]))
+    np.testing.assert_allclose(similarities(q, r), q @ r.T, rtol=0, atol=1e-6)
+
+
+def test_conformal_confidence():
+    scores = np.sort(np.array([0.1, 0.2, 0.3, 0.4], np.float32))
+    assert conformal_confidence(0.35, scores) == pytest.approx(1 - 2 / 5)
+    assert conformal_confidence(0.9, scores) == pytest.approx(1 - 1 / 5)  # never 1
+
+
+def _match(confidence: float) -> Match:
+    return Match("pangolin_scales", 4, 0.93, 0.9, confidence, (("a" * 64, 0.93),))
+
+
+@pytest.mark.parametrize("head, confidence, expected", [
+    (("goods_other", 0.97, False), None, ("goods_other", 0.97, False, "model")),       # no match: head stands
+    (("goods_other", 0.97, False), 0.99, ("pangolin_scales", 0.99, True, "reference")),  # match overrides
+    (("uncertain", 0.30, False), 0.99, ("pangolin_scales", 0.99, True, "reference")),
+    (("reptile_skin_product", 0.80, True), 0.99, ("pangolin_scales", 0.99, True, "reference")),  # both: surer wins
+    (("ivory", 0.995, True), 0.99, ("ivory", 0.995, True, "model")),
+    (("ivory", 0.99, True), 0.99, ("ivory", 0.99, True, "model")),  # a tie keeps the head
+])
+def test_combination_rule(head, confidence, expected):
+    decision = combine(head, None if confidence is None else _match(confidence))
+    assert (decision.label, decision.score, decision.flagged, decision.matched_by) == expected
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+def test_api_admin_adds_photos_and_classify_uses_them(tiny_bundle, negatives, refs, tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.galleries_api import router
+    from serving.settings import Settings
+    from serving.store import Store
+
+    assert run_cli(capsys, "gallery", "negatives", "--model", tiny_bundle, *negatives)[0] == 0
+    settings = Settings(model=str(tiny_bundle), data_dir=tmp_path / "var")
+    with Store(settings.db_path) as store:
+        admin, user = store.add_key("admin-1", role="admin"), store.add_key("officer-1")
+    app = create_app(settings)
+    if not any(getattr(r, "path", "").startswith("/v1/galleries") for r in app.routes):
+        app.include_router(router)
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in refs]
+    copy = reencoded(refs[4], tmp_path / "repost.jpg")
+    with TestClient(app) as client:
+        assert client.post(f"/v1/galleries/{CATEGORY}", files=files, headers={"X-API-Key": user}).status_code == 403
+        added = client.post(f"/v1/galleries/{CATEGORY}", files=files, headers={"X-API-Key": admin})
+        assert added.status_code == 200, added.text
+        assert added.json()["gallery"]["version"] == 1 and added.json()["gallery"]["references"] == 10
+        listed = client.get("/v1/galleries", headers={"X-API-Key": admin}).json()
+        assert [g["category"] for g in listed["galleries"]] == [CATEGORY]
+        one = client.get(f"/v1/galleries/{CATEGORY}", headers={"X-API-Key": admin}).json()
+        assert {p["added_by"] for p in one["photos"]} == {"admin-1"}
+        assert client.get("/v1/galleries/unicorn_horn", headers={"X-API-Key": admin}).status_code == 404
+        result = client.post("/v1/classify", files=[("files", (copy.name, copy.read_bytes(), "image/jpeg"))],
+                             headers={"X-API-Key": user}).json()["results"][0]
+        assert result["label"] == CATEGORY and result["matched_by"] == "reference"
+        assert result["references"][0]["sha256"] == sha(refs[4]) and result["label_name"] == "Taxidermy (mounted animal)"
+        exported = client.get("/v1/galleries/export", headers={"X-API-Key": admin}).json()
+        assert len(exported["galleries"][0]["references"]) == 10
+        removed = client.delete(f"/v1/galleries/{CATEGORY}", params={"sha256": sha(refs[4])},
+                                headers={"X-API-Key": admin})
+        assert removed.status_code == 200 and removed.json()["gallery"]["version"] == 2
+        imported = client.post("/v1/galleries/import", json=exported, headers={"X-API-Key": admin})
+        assert imported.json()["galleries"][0]["references"] == 10
+
+
+# --- the shipped model ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_shipped_model_recognises_new_taxidermy_photos(shipped_model_dir, photo, tmp_path):
+    """Ten taxidermy photos (a category the model was never trained on) teach it the rest."""
+    onnx = shipped_model_dir / "efficientnet_lite0.wildtrade_v1.onnx"
+    if not onnx.is_file():
+        pytest.skip(f"the shipped model is not built yet ({onnx})")
+    classifier = create_model(onnx, galleries=tmp_path / "galleries.db")
+    from vision.gallery import build_negative_pool, embed_files
+
+    build_negative_pool(classifier.galleries, classifier)
+    done = embed_files(classifier, [photo(CATEGORY, i) for i in range(10)])
+    classifier.galleries.add(CATEGORY, done.shas, done.embeddings, added_by="test")
+    results = classifier.predict_files([photo(CATEGORY, i) for i in range(10, 23)])
+    hits = [r for r in results if r.label == CATEGORY and r.matched_by == "reference"]
+    assert len(hits) >= 7, [(r.label, r.gallery) for r in results]
+    assert all(h.references and h.references[0]["sha256"] in done.shas for h in hits)

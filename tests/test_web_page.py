@@ -1,0 +1,164 @@
+"""The officers' web page in a real browser: Debian's chromium driven by Playwright.
+
+Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``) and the ``playwright``
+Python package; never ``playwright install`` (it downloads browsers).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from serving.app import create_app
+from serving.settings import Settings
+from serving.store import Store
+from tiny_model import make_tiny_bundle
+from vision.registry import create_model
+from vision.taxonomy import get_category, label_name
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCREENSHOT = Path("/tmp/page.png")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real uvicorn server on a free loopback port, with the tiny bundle and one API key."""
+    import uvicorn
+
+    folder = tmp_path_factory.mktemp("web")
+    bundle = make_tiny_bundle(folder / "models")
+    settings = Settings(model=str(bundle), data_dir=folder / "var")
+    with Store(settings.db_path) as store:
+        key = store.add_key("browser-test")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "key": key, "bundle": bundle}
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.requests_seen = []
+    page.on("request", lambda request: page.requests_seen.append(request.url))
+    page.goto(server["url"] + "/")
+    yield page
+    context.close()
+
+
+def enter_key(page, key: str) -> None:
+    page.fill("#api-key", key)
+    page.click("#save-key")
+
+
+def test_upload_see_label_switch_language_and_download_reports(page, server, photo):
+    from playwright.sync_api import expect
+
+    path = photo("ivory_carving")
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    expected = create_model(server["bundle"]).predict([(path.name, data)])[0]
+
+    enter_key(page, server["key"])
+    expect(page.locator("#key-status")).to_have_text("Key kept for this browser tab.")
+    page.set_input_files("#file-input", str(path))
+
+    card = page.locator(".card").first
+    expect(card.locator(".label-name")).to_have_text(label_name(expected.label, "en"), timeout=20000)
+    expect(card.locator(".ev-sha256")).to_have_text(sha)
+    expect(card.locator(".ev-model")).to_have_text("tiny.test 0.0.1")
+    expect(card.locator(".legal")).not_to_be_empty()
+    expect(card.locator(".conf-value")).to_contain_text("%")
+    if expected.flagged:
+        badge = "Flagged: likely protected"
+    elif expected.label == "uncertain":
+        badge = "Uncertain: check by eye"
+    elif get_category(expected.label).is_wildlife:
+        badge = "Possible match, below the alert threshold: check by eye"
+    else:
+        badge = "Not flagged"
+    expect(card.locator(".badge")).to_have_text(badge)
+
+    card.locator(".toggle-heatmap").click()
+    expect(card.locator(".overlay")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    page.select_option("#lang", "fr")
+    expect(card.locator(".label-name")).to_have_text(label_name(expected.label, "fr"))
+    expect(page.locator("#download-csv")).to_have_text("Télécharger le rapport (CSV)")
+    expect(card.locator(".evidence-title")).to_have_text("Éléments de preuve")
+    expect(page.locator("html")).to_have_attribute("lang", "fr")
+
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+    assert len(rows) == 1
+    assert rows[0]["sha256"] == sha and rows[0]["file"] == path.name
+    assert rows[0]["label"] == expected.label and rows[0]["label_name"] == label_name(expected.label, "fr")
+    assert rows[0]["model_name"] == "tiny.test" and len(rows[0]["result_id"]) == 32
+
+    with page.expect_download() as download:
+        page.click("#download-json")
+    report = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert report["results"][0]["sha256"] == sha and report["lang"] == "fr"
+
+    page.emulate_media(media="print")
+    expect(page.locator("#download-csv")).to_be_hidden()
+    expect(page.locator(".report-head")).to_be_visible()
+    expect(page.locator("#print-time")).to_contain_text("UTC")
+    expect(card.locator(".ev-sha256")).to_be_visible()
+    page.screenshot(path="/tmp/page_print.png", full_page=True)
+
+    assert all(url.startswith(server["url"]) or url.startswith(("blob:", "data:")) for url in page.requests_seen)
+
+
+def test_wrong_key_and_bad_file_are_explained_in_words(page, server, tmp_path):
+    enter_key(page, "wsk_000000000000_not-a-real-key")
+    junk = tmp_path / "notes.jpg"
+    junk.write_text("not a photo")
+    page.set_input_files("#file-input", str(junk))
+    card = page.locator(".card").first
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect(card.locator(".error-text")).to_contain_text("The API key was refused", timeout=20000)
+
+    enter_key(page, server["key"])
+    page.set_input_files("#file-input", str(junk))
+    expect(page.locator(".card").first.locator(".error-text")).to_contain_text("This file is not an image",
+                                                                              timeout=20000)
+    page.select_option("#lang", "de")
+    expect(page.locator(".card").first.locator(".error-text")).to_contain_text("Diese Datei ist kein Bild")
