@@ -196,6 +196,24 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+def mount_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the ``swagger-ui-py`` package's files: no CDN, since the
+    machines officers use have no internet."""
+    import swagger_ui
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    assets = Path(swagger_ui.__file__).resolve().parent / "static"
+    app.mount("/docs-static", StaticFiles(directory=assets), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title="wildscan API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js", swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
+
+
 # --- state -------------------------------------------------------------------------------
 
 @dataclass
@@ -645,10 +663,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(state.close)
 
     app = FastAPI(
-        title="wildscan", version=__version__, lifespan=lifespan,
+        title="wildscan", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Find protected-wildlife products in marketplace photos. Send images to "
         "`POST /v1/classify` with an API key (`Authorization: Bearer KEY` or `X-API-Key`).",
     )
+    mount_offline_docs(app)
     app.state.metrics = app_metrics
     app.state.wildscan = None
     app.include_router(router)

@@ -487,3 +487,12 @@ def test_serving_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False"
+
+
+def test_api_docs_work_without_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-static/swagger-ui-bundle.js" in page.text and "cdn." not in page.text
+    assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "/v1/classify" in schema["paths"]
