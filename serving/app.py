@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -282,7 +283,7 @@ def load_state(settings: Settings, metrics: Metrics) -> AppState:
     except BaseException:
         store.close()
         raise
-    batcher = MicroBatcher(lambda batch: classifier.run(batch)[0], max_batch=settings.batch_max_size,
+    batcher = MicroBatcher(lambda batch: _outputs(classifier, batch), max_batch=settings.batch_max_size,
                            max_wait_ms=settings.batch_max_wait_ms, observer=metrics.observe_batch)
     env_keys = {hashlib.sha256(k.encode("utf-8")).digest(): KeyInfo(name) for name, k in settings.api_keys.items()}
     log.info("model %s loaded; serving with db %s", classifier.model_info(), settings.db_path)
@@ -419,20 +420,18 @@ def prepare_all(items: list[tuple[str, bytes | ImageError]], classifier, setting
     return out
 
 
+def _outputs(classifier, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(logits,)`` or ``(logits, embeddings)``: embeddings feed the reference galleries."""
+    return tuple(o for o in classifier.run(batch) if o is not None)
+
+
 async def classify_items(state: AppState, prepared: list) -> list[Result]:
     """Run the usable images through the batcher; failures keep their place in the order."""
     ready = [p for p in prepared if isinstance(p, PreparedImage)]
-    logits = await state.batcher.submit([p.tensor for p in ready])
-    done = iter(state.classifier.finish(ready, logits))
-    model = state.classifier.model_info()
-    results = []
-    for item in prepared:
-        if isinstance(item, PreparedImage):
-            results.append(next(done))
-        else:
-            item.model = model
-            results.append(item)
-    return results
+    if not ready:
+        return state.classifier.assemble(prepared, None)
+    outputs = await state.batcher.submit([p.tensor for p in ready])
+    return state.classifier.assemble(prepared, *outputs)
 
 
 async def add_explanations(state: AppState, records: list[dict], prepared: list) -> None:

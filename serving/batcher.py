@@ -1,7 +1,7 @@
 """Micro-batching: images from concurrent requests share one model call.
 
 Requests hand their preprocessed tensors to :meth:`MicroBatcher.submit` and await the
-logits. One worker thread takes the first waiting image and everything else already
+model's outputs (one array, or a tuple of arrays such as logits and embeddings). One worker thread takes the first waiting image and everything else already
 queued (up to ``max_batch`` images); while other requests are still decoding (they
 announce themselves with :meth:`MicroBatcher.expecting`) it waits for them, at most
 ``max_wait_ms``. It then runs the model once and hands each request its rows.
@@ -24,7 +24,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-RunFn = Callable[[np.ndarray], np.ndarray]
+RunFn = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, ...]"]
 BatchObserver = Callable[[int, float], None]
 _STOP = object()
 _POLL_S = 0.0005  # how often a waiting worker re-checks whether anyone is still expected
@@ -61,7 +61,8 @@ class _Item:
 
 
 class MicroBatcher:
-    """Gathers single images into batches for ``run`` (N x C x H x W -> N x K logits).
+    """Gathers single images into batches for ``run`` (N x C x H x W -> an N-row array,
+    or a tuple of N-row arrays); each image gets its rows in the same structure.
 
     ``observer(size, seconds)`` is called after each model call (for metrics).
     """
@@ -102,8 +103,9 @@ class MicroBatcher:
             with self._stats_lock:
                 self._expected -= count
 
-    async def submit(self, tensors: list[np.ndarray]) -> np.ndarray:
-        """Logits for each C x H x W tensor (one row each, in order); raises :class:`BatcherClosed`."""
+    async def submit(self, tensors: list[np.ndarray]):
+        """The model's outputs for the C x H x W tensors, stacked in order (an array, or a
+        tuple of arrays when ``run`` returns a tuple); raises :class:`BatcherClosed`."""
         if self._closed:
             raise BatcherClosed("the model worker has stopped")
         loop = asyncio.get_running_loop()
@@ -111,6 +113,8 @@ class MicroBatcher:
         for tensor, fut in zip(tensors, futures):
             self._queue.put(_Item(tensor, loop, fut))
         rows = await asyncio.gather(*futures)
+        if rows and isinstance(rows[0], tuple):
+            return tuple(np.stack(column) for column in zip(*rows))
         return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -161,14 +165,15 @@ class MicroBatcher:
             return
         started = time.perf_counter()
         try:
-            logits = self._run(np.stack([it.tensor for it in live]))
+            outputs = self._run(np.stack([it.tensor for it in live]))
         except Exception as e:  # hand the failure to every waiting request, keep serving
             log.exception("model call failed for a batch of %d", len(live))
             for it in live:
                 _deliver(it, _set_exception, e)
             return
         elapsed = time.perf_counter() - started
-        for it, row in zip(live, logits):
+        for i, it in enumerate(live):
+            row = tuple(o[i] for o in outputs) if isinstance(outputs, tuple) else outputs[i]
             _deliver(it, _set_result, row)
         self._record(len(live), elapsed)
 

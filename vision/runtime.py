@@ -206,6 +206,13 @@ class Classifier:
         """Run inference on the prepared items; failures pass through, order is kept."""
         ready = [it for it in items if isinstance(it, PreparedImage)]
         logits, embeddings = self.run(np.stack([it.tensor for it in ready])) if ready else (None, None)
+        return self.assemble(items, logits, embeddings)
+
+    def assemble(self, items: Sequence[PreparedImage | Result], logits: np.ndarray | None,
+                 embeddings: np.ndarray | None = None) -> list[Result]:
+        """Records in the order of ``items``: the prepared ones from ``logits`` (one row each,
+        in order) and ``embeddings``, the failures as they are, all stamped with the model."""
+        ready = [it for it in items if isinstance(it, PreparedImage)]
         done = iter(self.finish(ready, logits, embeddings) if ready else [])
         model = self.model_info()
         out = []
