@@ -670,6 +670,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = app_metrics
     app.state.wildscan = None
     app.include_router(router)
+    from .galleries_api import router as galleries_router  # here: galleries_api imports this module
+
+    app.include_router(galleries_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

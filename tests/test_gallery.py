@@ -260,7 +260,6 @@ def test_api_admin_adds_photos_and_classify_uses_them(tiny_bundle, negatives, re
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
-    from serving.galleries_api import router
     from serving.settings import Settings
     from serving.store import Store
 
@@ -269,8 +268,7 @@ def test_api_admin_adds_photos_and_classify_uses_them(tiny_bundle, negatives, re
     with Store(settings.db_path) as store:
         admin, user = store.add_key("admin-1", role="admin"), store.add_key("officer-1")
     app = create_app(settings)
-    if not any(getattr(r, "path", "").startswith("/v1/galleries") for r in app.routes):
-        app.include_router(router)
+    assert "/v1/galleries/{category}" in app.openapi()["paths"]
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in refs]
     copy = reencoded(refs[4], tmp_path / "repost.jpg")
     with TestClient(app) as client:
@@ -299,18 +297,24 @@ def test_api_admin_adds_photos_and_classify_uses_them(tiny_bundle, negatives, re
 # --- the shipped model ------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_shipped_model_recognises_new_taxidermy_photos(shipped_model_dir, photo, tmp_path):
-    """Ten taxidermy photos (a category the model was never trained on) teach it the rest."""
+def test_shipped_model_recognises_other_taxidermy_photos(shipped_model_dir, photo, tmp_path):
+    """Taxidermy was never in the training data. A gallery of 10 of its 23 photos (every other
+    one, so both shops' photos are in it) must flag some of the other 13 by reference, naming
+    gallery photos, and must not flag ordinary ad photos. This guards the mechanism on the real
+    model; how well it recalls is measured in models/GALLERY_EVAL.md (about half, varying widely)."""
     onnx = shipped_model_dir / "efficientnet_lite0.wildtrade_v1.onnx"
     if not onnx.is_file():
         pytest.skip(f"the shipped model is not built yet ({onnx})")
-    classifier = create_model(onnx, galleries=tmp_path / "galleries.db")
     from vision.gallery import build_negative_pool, embed_files
 
+    classifier = create_model(onnx, galleries=tmp_path / "galleries.db")
     build_negative_pool(classifier.galleries, classifier)
-    done = embed_files(classifier, [photo(CATEGORY, i) for i in range(10)])
+    gallery = [photo(CATEGORY, i) for i in range(0, 20, 2)]
+    done = embed_files(classifier, gallery)
     classifier.galleries.add(CATEGORY, done.shas, done.embeddings, added_by="test")
-    results = classifier.predict_files([photo(CATEGORY, i) for i in range(10, 23)])
-    hits = [r for r in results if r.label == CATEGORY and r.matched_by == "reference"]
-    assert len(hits) >= 7, [(r.label, r.gallery) for r in results]
-    assert all(h.references and h.references[0]["sha256"] in done.shas for h in hits)
+    others = [photo(CATEGORY, i) for i in range(23) if i % 2 or i >= 20]
+    hits = [r for r in classifier.predict_files(others) if r.label == CATEGORY and r.matched_by == "reference"]
+    assert len(hits) >= 4, len(hits)
+    assert all(h.flagged and h.references[0]["sha256"] in done.shas and h.head for h in hits)
+    ads = classifier.predict_files([photo("marketplace_photo", i) for i in range(100, 130)])
+    assert sum(r.label == CATEGORY for r in ads) <= 1

@@ -211,19 +211,21 @@ def evaluate_category(category: str, positives: np.ndarray, pool: np.ndarray, te
     return rows
 
 
-def pool_embeddings(classifier: Classifier) -> np.ndarray:
+def pool_embeddings(classifier: Classifier, per_class: int | None = None) -> np.ndarray:
     """The product's fixed negative pool (train photos), embedded (shares the train cache)."""
     by_sha = {ex.sha256: ex for ex in data.load_split("train")}
-    return embed_examples(classifier, [by_sha[r["sha256"]] for r in default_negative_rows()], "train")[0]
+    rows = default_negative_rows(per_class=per_class)
+    return embed_examples(classifier, [by_sha[r["sha256"]] for r in rows], "train")[0]
 
 
 # --- the run ----------------------------------------------------------------------------------
 
 def run(model: str | None = None, categories=CATEGORIES, ks=KS, seeds=SEEDS, threads: int = 2,
-        limit_per_class: int = 0) -> dict:
+        limit_per_class: int = 0, pool_per_class: int | None = None) -> dict:
     """The whole evaluation; returns the model, the table rows and the counts.
 
-    ``limit_per_class`` > 0 keeps only the first photos of each class per split (smoke runs).
+    ``limit_per_class`` > 0 keeps only the first photos of each class per split (smoke runs);
+    ``pool_per_class`` changes the negative pool's size (default: the product's).
     """
     from vision.registry import create_model
 
@@ -232,7 +234,7 @@ def run(model: str | None = None, categories=CATEGORIES, ks=KS, seeds=SEEDS, thr
     x, logits = {}, {}
     for split, examples in splits.items():
         x[split], logits[split] = embed_examples(classifier, examples, split)
-    pool = pool_embeddings(classifier)
+    pool = pool_embeddings(classifier, pool_per_class)
     test_cls = np.array([ex.cls for ex in splits["test"]])
     test_wild = np.array([get_category(c).is_wildlife for c in test_cls])
     rows = []
@@ -362,10 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0..N-1 (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
     parser.add_argument("--limit-per-class", type=int, default=0, help="first N photos per class and split (smoke runs)")
+    parser.add_argument("--pool-per-class", type=int, default=None,
+                        help="negative pool photos per non-wildlife class (default: the product's 40)")
     parser.add_argument("--out", default=str(REPO / "models" / "GALLERY_EVAL.md"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = run(args.model, args.categories, args.k, tuple(range(args.seeds)), args.threads, args.limit_per_class)
+    result = run(args.model, args.categories, args.k, tuple(range(args.seeds)), args.threads, args.limit_per_class,
+                 args.pool_per_class)
     Path(args.out).write_text(markdown(result), encoding="utf-8")
     Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(markdown(result))
