@@ -16,7 +16,17 @@ from vision.taxonomy import list_categories
 from .evaluate import markdown_report
 
 
-def write_model_card(bundle_path: Path, extra_sections: str = "") -> Path:
+NOTES = Path(__file__).with_name("model_card_notes.md")
+
+
+def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Path:
+    """Write ``MODEL_CARD.md`` beside the bundle; returns its path.
+
+    ``extra_sections`` (default: ``training/model_card_notes.md``) is inserted after the
+    export figures; ``GALLERY_EVAL.md`` beside the bundle, when present, is appended.
+    """
+    if extra_sections is None:
+        extra_sections = NOTES.read_text() if NOTES.exists() else ""
     bundle = load_bundle(bundle_path)
     cfg = bundle.config
     eval_dir = bundle.onnx_path.with_suffix(".eval")
@@ -101,6 +111,17 @@ def write_model_card(bundle_path: Path, extra_sections: str = "") -> Path:
         "  their per-class figures are noisy.",
         "- The ad-style view is synthetic; real ad photos (hands, shelves, several objects) will score lower.",
     ]
+    gallery_eval = bundle.onnx_path.parent / "GALLERY_EVAL.md"
+    if gallery_eval.exists():
+        lines += ["", gallery_eval.read_text().strip()]
     out = bundle.onnx_path.parent / "MODEL_CARD.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+if __name__ == "__main__":  # python -m training.card [BUNDLE]
+    import sys
+
+    from vision.registry import resolve_model
+
+    print(write_model_card(resolve_model(sys.argv[1] if len(sys.argv) > 1 else None)))

@@ -53,6 +53,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--limit-per-class", type=int, help="train on a small subset (smoke runs)")
+    p.add_argument("--train-views", type=int, help="augmented views per training photo (0: clean photos only)")
     p.add_argument("--out-dir", help="where run folders go (default runs/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
@@ -62,7 +63,8 @@ def run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, run
 
     cfg = TrainConfig.from_file(args.config, name=args.name, epochs=args.epochs, device=args.device,
-                                limit_per_class=args.limit_per_class, out_dir=args.out_dir)
+                                limit_per_class=args.limit_per_class, out_dir=args.out_dir,
+                                train_views=args.train_views)
     print(run(cfg, progress=not args.quiet))
     return 0
 

@@ -1,0 +1,61 @@
+"""The shipped model: known real test photos get their known labels, through every path."""
+
+import json
+
+import pytest
+
+from vision.bundle import load_bundle
+from vision.cli import main
+from vision.hashing import sha256_file
+from vision.registry import DEFAULT_MODEL, create_model, list_models
+from vision.taxonomy import get_category
+
+# Test-split photos (never trained on), chosen across wildlife classes and their
+# look-alikes; fine label and index into the manifest rows of that label.
+EXPECTED = json.loads((__import__("pathlib").Path(__file__).parent / "shipped_expectations.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    assert DEFAULT_MODEL in list_models(), "the shipped bundle is missing from models/"
+    return create_model(galleries=None)
+
+
+def test_bundle_is_consistent_and_documented(shipped, shipped_model_dir):
+    bundle = load_bundle(shipped_model_dir / DEFAULT_MODEL)
+    assert bundle.sha256 == sha256_file(shipped_model_dir / f"{DEFAULT_MODEL}.onnx")
+    cfg = bundle.config
+    assert cfg.metrics["macro_f1_wildlife"]["clean"] > 0.85
+    assert set(cfg.thresholds) == {lab for lab in cfg.labels if get_category(lab).is_wildlife}
+    card = (shipped_model_dir / "MODEL_CARD.md").read_text()
+    assert bundle.sha256 in card and cfg.version in card
+    from training.evaluate import markdown_report
+
+    metrics = json.loads((shipped_model_dir / f"{DEFAULT_MODEL}.eval" / "metrics.json").read_text())
+    assert metrics["model"]["sha256"] == bundle.sha256
+    assert markdown_report(metrics) in card  # the card's numbers are the evaluation's
+
+
+def test_known_photos_get_their_known_labels(shipped, shared_data):
+    paths = [shared_data / row["path"] for row in EXPECTED]
+    results = shipped.predict_files(paths)
+    wrong = [(row["path"], row["label"], r.label, r.score) for row, r in zip(EXPECTED, results) if r.label != row["label"]]
+    assert not wrong
+    for row, r in zip(EXPECTED, results):
+        assert r.flagged == get_category(row["label"]).is_wildlife, row
+        assert r.sha256 == row["sha256"]
+
+
+def test_lookalikes_are_not_flagged(shipped, shared_data):
+    lookalikes = [row for row in EXPECTED if get_category(row["label"]).group != "wildlife"]
+    assert len(lookalikes) >= 4
+    results = shipped.predict_files([shared_data / row["path"] for row in lookalikes])
+    assert not any(r.flagged for r in results)
+
+
+def test_readme_classify_command_prints_a_valid_record(shared_data, capsys):
+    row = EXPECTED[0]
+    assert main(["classify", str(shared_data / row["path"]), "--no-galleries"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["label"] == row["label"] and record["model"]["name"] == DEFAULT_MODEL
+    assert record["model"]["sha256"] and record["error"] is None
