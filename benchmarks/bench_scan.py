@@ -42,6 +42,7 @@ from serving.scan.local import default_workers  # noqa: E402
 from serving.scan.store import ScanStore  # noqa: E402
 from serving.scan.work import Progress  # noqa: E402
 from vision.hashing import sha256_file  # noqa: E402
+from vision.bundle import bundle_paths  # noqa: E402
 from vision.registry import resolve_model  # noqa: E402
 from vision.runtime import Classifier, prepare_image  # noqa: E402
 
@@ -121,7 +122,7 @@ def engine_rates(engine: str, folder: Path, model: str, work: Path, *, workers: 
     """``(end to end, steady state)`` images/s of one engine on ``folder`` (fresh database)."""
     runner = make_engine(engine, model, workers=workers, batch_size=batch_size)
     items = list(iter_items([folder]))
-    with ScanStore(work / f"{engine}.db", sha256_file(model)) as store:
+    with ScanStore(work / f"{engine}.db", sha256_file(bundle_paths(model)[0])) as store:
         total, _ = store.register(items)
         progress = TimedProgress(total)
         runner.run(store.pending(items), store, progress)
