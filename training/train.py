@@ -128,13 +128,7 @@ def fit_top(top: nn.Module, feats: np.ndarray, targets: np.ndarray, cfg: TrainCo
             idx = np.sort(order[start : start + cfg.batch_size])
             x = torch.from_numpy(np.asarray(feats[idx], dtype=np.float32)).to(device)
             y = torch.from_numpy(targets[idx]).to(device)
-            logits, _ = top(x)
-            loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
+            total += train_step(top, x, y, opt, sched, weights, cfg.label_smoothing) * len(idx)
             seen += len(idx)
         entry = {"epoch": epoch + 1, "train_loss": total / max(1, seen), "seconds": round(time.time() - t0, 1)}
         if val is not None:
@@ -144,6 +138,19 @@ def fit_top(top: nn.Module, feats: np.ndarray, targets: np.ndarray, cfg: TrainCo
         print(json.dumps(entry), flush=True)
         history.append(entry)
     return history
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched, weights: torch.Tensor,
+               label_smoothing: float) -> float:
+    """One optimiser step on a batch (bf16 autocast on CUDA); returns the batch's mean loss."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+        logits, _ = model(x)
+    loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
 
 
 @torch.no_grad()
@@ -290,14 +297,7 @@ def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessCon
         t0, total, seen = time.time(), 0.0, 0
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits, _ = net(x)
-                loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(y)
+            total += train_step(net, x, y, opt, sched, weights, cfg.label_smoothing) * len(y)
             seen += len(y)
         entry = {"epoch": epoch + 1, "train_loss": total / max(1, seen), "seconds": round(time.time() - t0, 1)}
         print(json.dumps(entry), flush=True)
