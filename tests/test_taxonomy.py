@@ -51,3 +51,10 @@ def test_label_names():
     assert label_name("ivory", "de") == "Elfenbein (Schnitzerei oder Objekt)"
     assert label_name(UNCERTAIN, "nl") == "Onzeker"
     assert get_category("orchid").as_dict("fr")["names"] == {"fr": "Orchidée"}
+
+
+def test_mixed_annex_notes_do_not_overstate_the_ban():
+    snake = get_category("snake").legal_note("en")  # EU Annex A/B: some banned, most need permits
+    assert "Annex A species" in snake and "Annex B species" in snake
+    assert "Annex B species" not in get_category("ivory").legal_note("en")
+    assert "permits" in get_category("reef_coral").legal_note("en") and "banned" not in get_category("reef_coral").legal_note("en")

@@ -51,7 +51,7 @@ class Category:
                 cites=self.cites or "—", annex=self.eu_annex or "—"
             )
             parts.append(listing)
-            parts.append(_ANNEX_RULE[lang]["A" if "A" in self.eu_annex else "B"])
+            parts.append(_ANNEX_RULE[lang][_annex_rule(self.eu_annex)])
         else:
             parts.append(_UNLISTED[lang])
         hint = self.hints.get(lang) or self.hints.get("en")
@@ -86,20 +86,31 @@ _ANNEX_RULE = {
     "en": {
         "A": "Commercial trade in the EU is banned except under narrow exemptions (certificate needed).",
         "B": "Trade into or within the EU needs permits or proof of legal origin.",
+        "AB": "Annex A species: commercial trade in the EU is banned except under narrow exemptions; Annex B species: trade needs permits or proof of legal origin.",
     },
     "fr": {
         "A": "Le commerce dans l'UE est interdit sauf dérogations étroites (certificat requis).",
         "B": "Le commerce vers ou dans l'UE exige des permis ou une preuve d'origine légale.",
+        "AB": "Espèces de l'Annexe A : commerce interdit dans l'UE sauf dérogations étroites ; Annexe B : permis ou preuve d'origine légale requis.",
     },
     "de": {
         "A": "Der Handel in der EU ist bis auf enge Ausnahmen verboten (Bescheinigung nötig).",
         "B": "Handel in die oder in der EU braucht Genehmigungen oder einen Legalitätsnachweis.",
+        "AB": "Arten in Anhang A: Handel in der EU bis auf enge Ausnahmen verboten; Anhang B: Genehmigungen oder Legalitätsnachweis nötig.",
     },
     "nl": {
         "A": "Handel in de EU is verboden, op beperkte uitzonderingen na (certificaat nodig).",
         "B": "Handel naar of binnen de EU vereist vergunningen of bewijs van legale herkomst.",
+        "AB": "Soorten in Bijlage A: handel in de EU verboden, op beperkte uitzonderingen na; Bijlage B: vergunningen of bewijs van legale herkomst nodig.",
     },
 }
+def _annex_rule(annex: str) -> str:
+    """Which trade sentence fits an annex string: "A", "B" or "AB" (species in both)."""
+    if "A" in annex and "B" in annex:
+        return "AB"
+    return "A" if "A" in annex else "B"
+
+
 _UNLISTED = {
     "en": "Most traded species are not CITES-listed, but some are, and national law may protect others.",
     "fr": "La plupart des espèces ne sont pas inscrites à la CITES, mais certaines le sont, et le droit national peut en protéger d'autres.",
