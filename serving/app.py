@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import re
+import tempfile
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -454,8 +455,9 @@ def save_evidence(folder: Path, items: list[tuple[str, bytes | ImageError]], pre
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + f".{os.getpid()}.part")
-        partial.write_bytes(data)
+        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+        with os.fdopen(fd, "wb") as f:  # a unique name: concurrent uploads of one photo never collide
+            f.write(data)
         os.replace(partial, target)
 
 
@@ -526,15 +528,23 @@ async def classify(request: Request, key: KeyInfo = Depends(authenticate),
     received_at = utc_now()
     try:
         async with asyncio.timeout(settings.request_timeout_s):
-            records = await _classify(request, state, key, received_at)
+            records, items, prepared = await _classify(request, state, received_at)
     except TimeoutError as e:
         raise api_error(503, "timeout", f"the request took longer than {settings.request_timeout_s:g} s") from e
     except BatcherClosed as e:
         raise api_error(503, "not_ready", "the server is shutting down") from e
+    # outside the timeout: once classified, the audit record is always written, and a
+    # client never gets a 503 for a request that was in fact stored (no duplicate on retry);
+    # the audit record first, so an evidence copy that fails cannot lose it
+    await anyio.to_thread.run_sync(functools.partial(state.store.add_results, records, key_name=key.name))
+    if settings.keep_evidence:
+        await anyio.to_thread.run_sync(save_evidence, settings.evidence_dir, items, prepared)
+    state.metrics.observe_records(records)
     return {"results": records}
 
 
-async def _classify(request: Request, state: AppState, key: KeyInfo, received_at: str) -> list[dict]:
+async def _classify(request: Request, state: AppState, received_at: str) -> tuple[list[dict], list, list]:
+    """Read, decode and classify the upload: ``(records, uploads, prepared images)``."""
     settings = state.settings
     files, form = await read_form(request, settings)
     with state.batcher.expecting(len(files)):  # a batch being formed now waits for these
@@ -549,11 +559,7 @@ async def _classify(request: Request, state: AppState, key: KeyInfo, received_at
     records = [build_record(r, received_at=received_at, form=form, lang=form["lang"]) for r in results]
     if form["explain"]:
         await add_explanations(state, records, prepared)
-    if settings.keep_evidence:
-        await anyio.to_thread.run_sync(save_evidence, settings.evidence_dir, items, prepared)
-    await anyio.to_thread.run_sync(functools.partial(state.store.add_results, records, key_name=key.name))
-    state.metrics.observe_records(records)
-    return records
+    return records, items, prepared
 
 
 @router.get("/v1/results/{result_id}", tags=["results"], responses={401: _ERRORS[401], 404: {"description": "no such result"}})

@@ -318,3 +318,18 @@ def test_shipped_model_recognises_other_taxidermy_photos(shipped_model_dir, phot
     assert all(h.flagged and h.references[0]["sha256"] in done.shas and h.head for h in hits)
     ads = classifier.predict_files([photo("marketplace_photo", i) for i in range(100, 130)])
     assert sum(r.label == CATEGORY for r in ads) <= 1
+
+
+def test_an_emptied_imported_gallery_does_not_break_classify(taught, tmp_path, capsys, photo):
+    """An imported gallery (no local negative pool) emptied by remove() matches nothing and
+    leaves classification working."""
+    exported = tmp_path / "g.json"
+    assert run_cli(capsys, "gallery", "export", exported, "--model", taught)[0] == 0
+    other_db = tmp_path / "agency-b" / "galleries.db"
+    assert run_cli(capsys, "gallery", "import", exported, "--model", taught, "--db", other_db)[0] == 0
+    store = GalleryStore(other_db, create_model(taught, galleries=None).model_info(), dim=3)
+    store.remove(CATEGORY)
+    assert store.info(CATEGORY).threshold is None
+    classifier = create_model(taught, galleries=other_db)
+    [result] = classifier.predict_files([photo("orchid")])
+    assert result.ok and result.matched_by == "model"

@@ -405,3 +405,15 @@ def test_scan_modules_never_import_torch():
             "serving.scan.outputs, serving.scan.report; print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_pending_matches_items_by_id_when_the_folder_changes_between_walks(tmp_path):
+    """A file that appears between register() and pending() must not hide the files after it."""
+    from serving.scan.inputs import ScanItem
+
+    first_walk = [ScanItem(item_id=f"id{i}", path=f"p{i}.jpg") for i in range(5)]
+    second_walk = [ScanItem(item_id="new", path="new.jpg")] + first_walk + [first_walk[2]]  # + a repeat
+    with ScanStore(tmp_path / "s.db", "0" * 64) as store:
+        assert store.register(first_walk) == (5, 0)
+        pending = [item.item_id for item in store.pending(second_walk)]
+    assert pending == [f"id{i}" for i in range(5)]

@@ -290,8 +290,13 @@ class GalleryStore:
                 db.executemany("DELETE FROM refs WHERE model_sha256 = ? AND category = ? AND sha256 = ?",
                                [(self.model_sha, category, s) for s in shas])
             self._bump(db, category)
+            left = db.execute("SELECT COUNT(*) FROM refs WHERE model_sha256 = ? AND category = ?",
+                              (self.model_sha, category)).fetchone()[0]
             negatives = self.negatives_in(db)
-            if negatives is not None:
+            if not left:  # an empty gallery matches nothing, whatever threshold it had
+                db.execute("UPDATE galleries SET threshold = NULL WHERE model_sha256 = ? AND category = ?",
+                           (self.model_sha, category))
+            elif negatives is not None:
                 self._recalibrate(db, category, negatives)
         return self.info(category)
 
@@ -352,6 +357,8 @@ class GalleryStore:
         galleries = []
         for category, version, threshold, negative_scores in rows:
             refs = self.references(category)
+            if not refs:  # emptied by remove(): nothing to match against
+                continue
             galleries.append(Gallery(category, version, threshold, [r.sha256 for r in refs],
                                      np.stack([r.embedding for r in refs]), _vector(negative_scores)))
         return GalleryIndex(galleries)

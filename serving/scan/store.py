@@ -130,29 +130,38 @@ class ScanStore:
         return total, done
 
     def pending(self, items: Iterable[ScanItem]) -> Iterator[ScanItem]:
-        """The registered items (same order as :meth:`register` saw them) not yet done."""
-        block: list[tuple[int, ScanItem]] = []
-        for seq, item in enumerate(items):
-            block.append((seq, item))
-            if len(block) >= _BLOCK:
-                yield from self._undone(block)
-                block = []
-        yield from self._undone(block)
+        """The registered items not yet done, in the order ``items`` gives them.
 
-    def _undone(self, block: list[tuple[int, ScanItem]]) -> Iterator[ScanItem]:
+        Items are matched by id, not by position, so a file added or removed between
+        :meth:`register`'s walk of the inputs and this one shifts nothing; an id met twice
+        is yielded once.
+        """
+        yielded: set[str] = set()
+        block: list[ScanItem] = []
+        for item in items:
+            block.append(item)
+            if len(block) >= _BLOCK:
+                yield from self._undone(block, yielded)
+                block = []
+        yield from self._undone(block, yielded)
+
+    def _undone(self, block: list[ScanItem], yielded: set[str]) -> Iterator[ScanItem]:
         if not block:
             return
-        marks = ",".join("?" * len(block))
-        todo = set(
-            self.conn.execute(
-                f"SELECT s.seq, s.item_id FROM scan_order s LEFT JOIN items i "
+        ids = list({item.item_id for item in block})
+        marks = ",".join("?" * len(ids))
+        todo = {
+            item_id
+            for (item_id,) in self.conn.execute(
+                f"SELECT s.item_id FROM scan_order s LEFT JOIN items i "
                 f"ON i.item_id = s.item_id AND i.scorer = ? "
-                f"WHERE s.seq IN ({marks}) AND i.item_id IS NULL",
-                (self.scorer, *(seq for seq, _ in block)),
+                f"WHERE s.item_id IN ({marks}) AND i.item_id IS NULL",
+                (self.scorer, *ids),
             )
-        )
-        for seq, item in block:
-            if (seq, item.item_id) in todo:
+        }
+        for item in block:
+            if item.item_id in todo and item.item_id not in yielded:
+                yielded.add(item.item_id)
                 yield item
 
     # --- writing -------------------------------------------------------------------------
