@@ -42,12 +42,14 @@ class PreparedImage:
     tensor: np.ndarray  # float32, 3 x S x S
 
 
-def prepare_image(path: str, data: bytes, cfg: PreprocessConfig, **limits) -> PreparedImage | Result:
+def prepare_image(path: str, data: bytes, cfg: PreprocessConfig, *, sha256: str | None = None,
+                  **limits) -> PreparedImage | Result:
     """Hash, decode and preprocess one image; a :class:`Result` with ``error`` if unusable.
 
+    ``sha256``: the digest of ``data`` when the caller has already computed it.
     Pure and picklable, so worker processes can run it; never raises on bad input.
     """
-    digest = sha256_bytes(data) if data else None
+    digest = sha256 or (sha256_bytes(data) if data else None)
     try:
         tensor, decoded = load_for_model(data, cfg, **limits)
         pdq, _quality = pdq_hash(decoded.image)

@@ -89,7 +89,7 @@ def process_chunk(
             outcomes[i] = Outcome(item.item_id, digest, None)
         else:
             first_of[digest] = i
-            to_run.append((i, prepare_image(item.path, content, classifier.preprocess)))
+            to_run.append((i, prepare_image(item.path, content, classifier.preprocess, sha256=digest)))
     results = classifier.classify_prepared([prepared for _, prepared in to_run])
     for (i, _), result in zip(to_run, results):
         outcomes[i] = Outcome(items[i].item_id, result.sha256, result.to_dict())
