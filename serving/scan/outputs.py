@@ -32,6 +32,7 @@ from vision.errors import WildscanError
 
 from .clusters import cluster_labels, cluster_sizes
 from .store import StoredRecord
+from .work import batched
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 HEAD = ["item_id", "path", "sha256", "pdq", "width", "height", "label", "score", "flagged"]
@@ -262,7 +263,7 @@ def _write_parquet(tmp: Path, rows: Iterable[dict], info: Survey) -> None:
     schema = parquet_schema(info)
     text_columns = [f.name for f in schema if pa.types.is_string(f.type)]
     with pq.ParquetWriter(tmp, schema) as writer:
-        for block in _blocks(rows, _PARQUET_ROWS):
+        for block in batched(rows, _PARQUET_ROWS):
             for row in block:
                 for name in text_columns:
                     if row.get(name) is not None and not isinstance(row[name], str):
@@ -305,17 +306,6 @@ def _inferred_type(kinds: set):
 
 def _as_text(value) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
-
-
-def _blocks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    block: list[dict] = []
-    for row in rows:
-        block.append(row)
-        if len(block) >= size:
-            yield block
-            block = []
-    if block:
-        yield block
 
 
 # --- reading back (for ``wildscan report``) -------------------------------------------------

@@ -33,7 +33,7 @@ from pathlib import Path
 from vision.errors import WildscanError
 
 from .inputs import ScanItem
-from .work import Outcome
+from .work import Outcome, batched
 
 SCHEMA_VERSION = "1"
 _SCHEMA = """
@@ -137,13 +137,8 @@ class ScanStore:
         is yielded once.
         """
         yielded: set[str] = set()
-        block: list[ScanItem] = []
-        for item in items:
-            block.append(item)
-            if len(block) >= _BLOCK:
-                yield from self._undone(block, yielded)
-                block = []
-        yield from self._undone(block, yielded)
+        for block in batched(items, _BLOCK):
+            yield from self._undone(block, yielded)
 
     def _undone(self, block: list[ScanItem], yielded: set[str]) -> Iterator[ScanItem]:
         if not block:

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from vision.errors import ImageError, WildscanError
 from vision.hashing import sha256_bytes
@@ -24,6 +25,8 @@ from vision.records import Result
 from vision.runtime import Classifier, PreparedImage, prepare_image, read_file
 
 from .inputs import ScanItem
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +104,9 @@ def _with_model(result: Result, model: dict) -> dict:
     return result.to_dict()
 
 
-def batched(items: Iterable[ScanItem], size: int) -> Iterator[list[ScanItem]]:
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of at most ``size`` items."""
-    chunk: list[ScanItem] = []
+    chunk: list[T] = []
     for item in items:
         chunk.append(item)
         if len(chunk) >= size:
