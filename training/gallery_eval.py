@@ -37,6 +37,7 @@ from vision.runtime import Classifier, decide
 from vision.taxonomy import get_category
 
 from . import data
+from .metrics import softmax
 
 log = logging.getLogger(__name__)
 REPO = data.REPO
@@ -111,12 +112,6 @@ class Head:
                 for p in self.probs(x).astype(np.float32)]
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, epochs: int = 300, lr: float = 0.01,
              l2: float = 1e-4, weight_power: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Full-batch Adam on class-weighted cross-entropy (weights ~ count ** -power); returns ``(W, b)``."""
@@ -139,20 +134,10 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, epochs: int = 300,
     return w, b
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising validation NLL (log grid, then a finer grid)."""
-    def nll(t: float) -> float:
-        p = softmax(logits / t)
-        return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
-
-    best = min(np.exp(np.linspace(np.log(0.05), np.log(20), 80)), key=nll)
-    return round(float(min(np.linspace(best / 1.1, best * 1.1, 41), key=nll)), 4)
-
-
 def train_head_without(category: str, train: list[data.Example], xtr: np.ndarray,
                        val: list[data.Example], xva: np.ndarray) -> Head:
     """A head for every class but ``category``, calibrated on the validation photos without it."""
-    from .train import TrainConfig, choose_thresholds
+    from .train import TrainConfig, choose_thresholds, fit_temperature
 
     labels = [c for c in data.classes() if c != category]
     index = {c: i for i, c in enumerate(labels)}
