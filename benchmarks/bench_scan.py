@@ -11,7 +11,11 @@ quality 90) in a temporary directory, then measures in the same run:
 - the Ray engine end to end, on a local Ray cluster started beforehand (actor start-up
   included; Ray returns results in bursts, so no steady-state figure is given).
 
-Ratios are against the inference-only rate in the local engine's layout.
+Ratios are against the inference-only rate in the local engine's layout. To show where
+the gap comes from, it also times, in this process on one core, what each image costs
+before the model (read, SHA-256, decode, resize, normalise, PDQ) and the JPEG decode alone,
+and prints the ceiling that cost leaves any engine that runs on the same cores as the
+model: inference / (inference + preparation), per core.
 
 Not a test: numbers depend on the machine and on what else runs on it.
 
@@ -97,6 +101,24 @@ def inference_only_rate(model: str, paths: list[Path], *, processes: int, thread
     return float(sum(rates))
 
 
+def preparation_ms(paths: list[Path], cfg) -> tuple[float, float]:
+    """``(everything before the model, JPEG decode alone)`` in ms per image, one core
+    (second of two passes, so the files are in the page cache both times)."""
+    from vision.preprocess import load_image
+
+    draft = max(cfg.decode_size, 128)
+    for _ in range(2):
+        started = time.perf_counter()
+        for p in paths:
+            prepare_image(str(p), p.read_bytes(), cfg)
+        prepare = (time.perf_counter() - started) / len(paths) * 1e3
+        started = time.perf_counter()
+        for p in paths:
+            load_image(p.read_bytes(), draft_size=draft)
+        decode = (time.perf_counter() - started) / len(paths) * 1e3
+    return prepare, decode
+
+
 class TimedProgress(Progress):
     """Progress that also notes when the first and the last chunk finished."""
 
@@ -157,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                                        batch_size=args.batch_size, seconds=args.seconds)
         print(f"{f'inference only, {args.workers} processes x 1 thread:':40s}{per_process:8.1f} images/s")
         print(f"{f'inference only, 1 process x {args.workers} threads:':40s}{threaded:8.1f} images/s")
+        infer = args.workers / per_process * 1e3  # ms per image on one core
+        prepare, decode = preparation_ms(paths, Classifier.from_path(model).preprocess)
+        print(f"{'per image on one core:':40s}inference {infer:.1f} ms; before the model {prepare:.1f} ms "
+              f"(of which JPEG decode {decode:.1f} ms)")
+        print(f"{'ceiling this leaves a local engine:':40s}{infer / (infer + prepare):8.2f} x inference only")
 
         local_whole, local_steady = engine_rates("local", work / "photos", model, work, workers=args.workers,
                                                  batch_size=args.batch_size)

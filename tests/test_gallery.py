@@ -333,3 +333,36 @@ def test_an_emptied_imported_gallery_does_not_break_classify(taught, tmp_path, c
     classifier = create_model(taught, galleries=other_db)
     [result] = classifier.predict_files([photo("orchid")])
     assert result.ok and result.matched_by == "model"
+
+
+def test_a_gallery_edited_during_a_scan_does_not_reach_it(taught, refs, tmp_path, monkeypatch, capsys):
+    """A scan pins the galleries as they were when it started: every record is computed with,
+    and keyed on, those versions even when the gallery is emptied half-way through."""
+    from serving.scan import inputs
+    from serving.scan.commands import scan
+
+    folder = tmp_path / "crawl"
+    folder.mkdir()
+    with Image.open(refs[3]) as im:
+        smaller = im.convert("RGB").resize((int(im.width * 0.9), int(im.height * 0.9)))
+    for i in range(8):  # eight re-posts of one gallery photo, each with other bytes
+        smaller.save(folder / f"repost_{i}.jpg", "JPEG", quality=70 + i)
+
+    walk_items, walks = inputs.iter_items, []
+
+    def emptied_half_way(*args, **kwargs):
+        walks.append(1)
+        for n, item in enumerate(walk_items(*args, **kwargs)):
+            if len(walks) == 2 and n == 4:  # the second walk feeds the workers
+                assert run_cli(capsys, "gallery", "remove", CATEGORY, "--model", taught)[0] == 0
+            yield item
+
+    monkeypatch.setattr(inputs, "iter_items", emptied_half_way)
+    scan([str(folder)], [tmp_path / "r.jsonl"], model=str(taught), workers=1, batch_size=2)
+    listed = json.loads(run_cli(capsys, "gallery", "list", "--model", taught, "--json")[1])
+    assert [(g["version"], g["references"]) for g in listed["galleries"]] == [(2, 0)]  # the edit happened
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == 8
+    for row in rows:
+        assert row["matched_by"] == "reference" and row["label"] == CATEGORY
+        assert row["gallery_versions"] == {CATEGORY: 1} and row["gallery_version"] == 1

@@ -176,3 +176,23 @@ def test_corrupt_jpeg_body_is_refused_not_crashed(real):
         assert e.reason in ("corrupt", "truncated")
     else:  # libjpeg may recover from damage; then the result must still be a usable image
         assert decoded.image.size == real.size
+
+
+def test_pdq_of_the_reduced_decode_matches_the_full_size_hash(shared_data, manifest):
+    """A scan hashes the DCT-reduced decode on PDQ's 64x64 grid; that must stay the 'same
+    picture' as the full-size photo, and far from other photos."""
+    from vision.hashing import PDQ_MATCH_DISTANCE, pdq_distance, pdq_hash
+
+    reduced, full = [], []
+    for row in manifest[::1200]:  # 13 photos across the classes
+        with Image.open(shared_data / row["path"]) as im:
+            big = im.convert("RGB").resize((1600, 1200), Image.Resampling.BICUBIC)
+        data = jpeg_bytes(big)
+        _, decoded = load_for_model(data, CFG, fast=True)
+        assert decoded.image.size[0] < 1600
+        reduced.append(pdq_hash(decoded.image)[0])
+        full.append(pdq_hash(load_image(data).image, max_side=1600)[0])
+    same = [pdq_distance(a, b) for a, b in zip(reduced, full)]
+    assert max(same) <= PDQ_MATCH_DISTANCE
+    others = [pdq_distance(a, b) for i, a in enumerate(reduced) for b in reduced[i + 1:]]
+    assert min(others) > 2 * PDQ_MATCH_DISTANCE

@@ -103,6 +103,23 @@ def gallery_db_path(onnx_path: str | Path | None = None) -> Path:
     return models_dir() / DB_NAME
 
 
+def snapshot(source: str | Path, dest: str | Path) -> Path:
+    """Copy the gallery database ``source`` to ``dest`` consistently (SQLite's online
+    backup: a gallery being edited meanwhile is copied as it was before or after the edit,
+    never half-way); returns ``dest``."""
+    dest = Path(dest)
+    reader = sqlite3.connect(f"file:{Path(source).resolve()}?mode=ro", uri=True)
+    try:
+        writer = sqlite3.connect(dest)
+        try:
+            reader.backup(writer)
+        finally:
+            writer.close()
+    finally:
+        reader.close()
+    return dest
+
+
 def check_category(category: str) -> str:
     """``category`` if it is a known taxonomy id; :class:`GalleryError` naming the known ids otherwise."""
     try:

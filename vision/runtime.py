@@ -22,7 +22,7 @@ import numpy as np
 
 from .bundle import EMBEDDING, INPUT, LOGITS, ModelBundle, load_bundle
 from .errors import ImageError, WildscanError
-from .gallery import GalleryStore, gallery_db_path
+from .gallery import DB_NAME, GalleryStore, gallery_db_path, snapshot
 from .hashing import pdq_hash, sha256_bytes
 from .matching import Match, combine
 from .preprocess import PreprocessConfig, load_for_model
@@ -115,6 +115,17 @@ class Classifier:
     def use_galleries(self, store: GalleryStore | None) -> None:
         """Match against ``store`` from now on (``None``: the trained head alone)."""
         self.galleries = store
+
+    def pin_galleries(self, folder: str | Path) -> Path | None:
+        """Match against a copy of the galleries as they are now, made in ``folder``, so
+        that gallery edits made meanwhile cannot reach a long job half-way (a bulk scan
+        keys its results on the versions it started with). Returns the copy's path, or
+        ``None`` when there are no galleries."""
+        if self.galleries is None:
+            return None
+        copy = snapshot(self.galleries.path, Path(folder) / DB_NAME)
+        self.use_galleries(self._open_galleries(copy))
+        return copy
 
     @classmethod
     def from_path(cls, path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, max_batch: int = 16,

@@ -133,15 +133,15 @@ def scorer_key(classifier) -> str:
     return key
 
 
-def make_engine(name: str, model_path, *, workers=None, batch_size=16, address=None):
+def make_engine(name: str, model_path, *, workers=None, batch_size=16, address=None, galleries="auto"):
     """The engine object for ``--engine``."""
     if name == "ray":
         from .ray_engine import RayEngine
 
-        return RayEngine(model_path, address=address, actors=workers, batch_size=batch_size)
+        return RayEngine(model_path, address=address, actors=workers, batch_size=batch_size, galleries=galleries)
     from .local import LocalEngine
 
-    return LocalEngine(model_path, workers=workers, batch_size=batch_size)
+    return LocalEngine(model_path, workers=workers, batch_size=batch_size, galleries=galleries)
 
 
 def scan(inputs: list[str], outs: list[str | Path], *, db: str | Path | None = None, model: str | None = None,
@@ -153,6 +153,8 @@ def scan(inputs: list[str], outs: list[str | Path], *, db: str | Path | None = N
     Raises :class:`~vision.errors.WildscanError` subclasses for bad inputs, outputs,
     options, models or databases.
     """
+    import tempfile
+
     from .inputs import Columns, iter_items
     from .outputs import flat_rows, output_format, relabeller, survey, write_rows
     from .store import ScanStore, default_db_path
@@ -166,21 +168,24 @@ def scan(inputs: list[str], outs: list[str | Path], *, db: str | Path | None = N
     classifier, model_path, thresholds_changed = load_classifier(model, list(thresholds))
     db_path = Path(db) if db else default_db_path(outs[0])
     columns = Columns(path=path_column, bytes=bytes_column)
-    runner = make_engine(engine, model_path, workers=workers, batch_size=batch_size, address=address)
-    with ScanStore(db_path, scorer_key(classifier)) as store:
-        total, done = store.register(iter_items(inputs, columns))
-        log.info("%d items, %d already in %s", total, done, db_path)
-        progress = Progress(total, done, quiet=quiet)
-        try:
-            if done < total:
-                runner.run(store.pending(iter_items(inputs, columns)), store, progress)
-        finally:
-            progress.close()
-        seconds = progress.elapsed
-        relabel = relabeller(classifier, thresholds_changed)
-        info = survey(store.records(), classifier.labels, relabel)
-        for out in outs:
-            write_rows(out, flat_rows(store.records(), info, relabel), info)
+    with tempfile.TemporaryDirectory(prefix="wildscan-scan-") as tmp:
+        galleries = classifier.pin_galleries(tmp)  # one version of the galleries for the whole run
+        runner = make_engine(engine, model_path, workers=workers, batch_size=batch_size, address=address,
+                             galleries=galleries)
+        with ScanStore(db_path, scorer_key(classifier)) as store:
+            total, done = store.register(iter_items(inputs, columns))
+            log.info("%d items, %d already in %s", total, done, db_path)
+            progress = Progress(total, done, quiet=quiet)
+            try:
+                if done < total:
+                    runner.run(store.pending(iter_items(inputs, columns)), store, progress)
+            finally:
+                progress.close()
+            seconds = progress.elapsed
+            relabel = relabeller(classifier, thresholds_changed)
+            info = survey(store.records(), classifier.labels, relabel)
+            for out in outs:
+                write_rows(out, flat_rows(store.records(), info, relabel), info)
     return ScanSummary(info=info, new=progress.new, done_before=done, seconds=seconds, outputs=outs, db=db_path)
 
 

@@ -46,10 +46,11 @@ def default_workers() -> int:
 class _WorkerState:
     """What a worker process keeps between chunks: its model and a database reader."""
 
-    def __init__(self, model_path: str, db_path: str | None, scorer: str | None, batch_size: int):
+    def __init__(self, model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries):
         from vision.runtime import Classifier
 
-        self.classifier = Classifier.from_path(model_path, intra_threads=1, inter_threads=1, max_batch=batch_size)
+        self.classifier = Classifier.from_path(model_path, intra_threads=1, inter_threads=1, max_batch=batch_size,
+                                               galleries=galleries)
         self.scorer = scorer
         self.reader = open_reader(db_path) if db_path else None
 
@@ -59,9 +60,9 @@ class _WorkerState:
         return known_digests(self.reader, self.scorer, digests)
 
 
-def _init_worker(model_path: str, db_path: str | None, scorer: str | None, batch_size: int) -> None:
+def _init_worker(model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries) -> None:
     global _worker
-    _worker = _WorkerState(model_path, db_path, scorer, batch_size)
+    _worker = _WorkerState(model_path, db_path, scorer, batch_size, galleries)
 
 
 def run_chunk(items: list[ScanItem]) -> list[Outcome]:
@@ -74,6 +75,8 @@ class LocalEngine:
 
     ``chunk_fn`` is the function a worker applies to a chunk (a module-level function,
     so it can be sent to a spawned process); the default classifies with the bundle.
+    ``galleries``: the reference galleries the workers match against, as for
+    :class:`vision.runtime.Classifier` (``scan`` passes a copy pinned at the start).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class LocalEngine:
         workers: int | None = None,
         batch_size: int = 16,
         chunk_fn: Callable[[list[ScanItem]], list[Outcome]] = run_chunk,
+        galleries: str | Path | None = "auto",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -90,6 +94,7 @@ class LocalEngine:
         self.workers = workers or default_workers()
         self.batch_size = batch_size
         self.chunk_fn = chunk_fn
+        self.galleries = str(galleries) if isinstance(galleries, Path) else galleries
         self._db_path: str | None = None
         self._scorer: str | None = None
 
@@ -131,7 +136,7 @@ class LocalEngine:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a process holding onnxruntime threads
             initializer=_init_worker,
-            initargs=(self.model_path, self._db_path, self._scorer, self.batch_size),
+            initargs=(self.model_path, self._db_path, self._scorer, self.batch_size, self.galleries),
         )
 
     def _run_until_crash(

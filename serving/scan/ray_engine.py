@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vision.bundle import bundle_paths
+from vision.gallery import gallery_db_path, snapshot
 from vision.preprocess import PreprocessConfig
 from vision.records import Result
 from vision.runtime import PreparedImage
@@ -114,11 +114,13 @@ class RayEngine:
 
     ``address``: a cluster to join (``auto``, ``ray://host:10001``); ``None`` joins the
     cluster this process already initialised, or starts a local one. ``actors``: how many
-    model replicas (default: one per cluster CPU).
+    model replicas (default: one per cluster CPU). ``galleries``: the reference galleries
+    the actors match against, as for :class:`vision.runtime.Classifier` (``scan`` passes a
+    copy pinned at the start).
     """
 
     def __init__(self, model_path: str | Path, *, address: str | None = None, actors: int | None = None,
-                 batch_size: int = 16, wave: int = 4096):
+                 batch_size: int = 16, wave: int = 4096, galleries: str | Path | None = "auto"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_path = Path(model_path)
@@ -126,6 +128,7 @@ class RayEngine:
         self.actors = actors
         self.batch_size = batch_size
         self.wave = wave
+        self.galleries = galleries
 
     def run(self, todo: Iterable[ScanItem], store: ScanStore, progress: Progress) -> None:
         """Process every item of ``todo`` on Ray, committing to ``store`` as batches return.
@@ -170,9 +173,10 @@ class RayEngine:
         """The files the actors need (bundle, and the model's reference galleries if any)."""
         onnx_path, json_path = bundle_paths(self.model_path)
         files = {p.name: p.read_bytes() for p in (onnx_path, json_path)}
-        galleries = gallery_snapshot(onnx_path)
-        if galleries is not None:
-            files[GALLERIES] = galleries
+        source = gallery_db_path(onnx_path) if self.galleries == "auto" else self.galleries
+        if source is not None and Path(source).is_file():
+            with tempfile.TemporaryDirectory() as tmp:  # a consistent copy, even of a gallery being edited
+                files[GALLERIES] = snapshot(source, Path(tmp) / GALLERIES).read_bytes()
         preprocess = json.loads(files[json_path.name])["preprocess"]
         return files, preprocess
 
@@ -197,27 +201,6 @@ class RayEngine:
             outcomes = [outcome_of(str(i), str(s), str(r)) for i, s, r in zip(batch["item_id"], batch["sha256"], batch["record"])]
             committer.add(items, outcomes)
             progress.update(len(items))
-
-
-def gallery_snapshot(onnx_path: Path) -> bytes | None:
-    """A consistent copy of the reference-gallery database the local engine would use for
-    this model (SQLite backup, so a gallery being edited is copied whole), or ``None``."""
-    try:
-        from vision.gallery import gallery_db_path
-    except ImportError:  # a vision without reference galleries
-        return None
-    source = gallery_db_path(onnx_path)
-    if not source.is_file():
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / GALLERIES
-        reader, writer = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True), sqlite3.connect(copy)
-        try:
-            reader.backup(writer)
-        finally:
-            writer.close()
-            reader.close()
-        return copy.read_bytes()
 
 
 def waves(items: Iterable[ScanItem], max_items: int, max_bytes: int) -> Iterator[list[ScanItem]]:
