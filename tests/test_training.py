@@ -119,3 +119,21 @@ def test_dataset_views(photo):
     assert torch.equal(ds[0][0], x)  # the evaluation view is deterministic
     train = WildtradeDataset.from_split("val", view="train")
     assert not torch.equal(train[0][0], train[0][0])  # training views are fresh each time
+
+
+def test_a_cut_inside_a_stage_moves_layers_to_the_top_and_keeps_the_network(photo):
+    from training.model import build
+
+    x = torch.from_numpy(load_for_model(photo("snake_live").read_bytes(), PreprocessConfig())[0][None])
+    outputs, top_layers = [], []
+    for cut, cut_layer in [(6, 0), (5, 2)]:
+        torch.manual_seed(0)  # the same new classifier in both
+        net = build("tf_efficientnet_lite0", 4, cut, cut_layer=cut_layer).eval()
+        with torch.no_grad():
+            outputs.append(net(x))
+        top_layers.append(sum(1 for m in net.top.modules() if type(m).__name__ == "InvertedResidual"))
+    assert top_layers == [1, 3]  # stage 6 alone; then the last 2 of stage 5's 4 layers join it
+    assert torch.allclose(outputs[0][0], outputs[1][0], atol=1e-5)
+    assert torch.allclose(outputs[0][1], outputs[1][1], atol=1e-5)
+    with pytest.raises(ValueError, match="cut_layer"):
+        build("tf_efficientnet_lite0", 4, 5, cut_layer=4)

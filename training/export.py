@@ -45,7 +45,8 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, dict, torch.nn.Module]:
     """The run's config, calibration and the assembled network (eval mode)."""
     cfg = TrainConfig.from_file(run_dir / "config.json")
     calibration = json.loads((run_dir / "calibration.json").read_text())
-    net = build(cfg.arch, len(calibration["labels"]), cfg.cut, pretrained=True, dropout=cfg.dropout)
+    net = build(cfg.arch, len(calibration["labels"]), cfg.cut, pretrained=True, dropout=cfg.dropout,
+                cut_layer=cfg.cut_layer)
     net.top.load_state_dict(torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True))
     if (run_dir / "trunk.pt").exists():  # end-to-end runs fine-tune the trunk too
         net.trunk.load_state_dict(torch.load(run_dir / "trunk.pt", map_location="cpu", weights_only=True))

@@ -100,7 +100,7 @@ def compute_features(
     return np.concatenate(out) if out else np.zeros((0,), np.float16)
 
 
-def _config_key(arch: str, cut: int, cfg: PreprocessConfig, ad_probability: float) -> str:
+def _config_key(arch: str, cut: int | str, cfg: PreprocessConfig, ad_probability: float) -> str:
     blob = json.dumps([CACHE_VERSION, arch, cut, cfg.to_dict(), ad_probability]).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -52,13 +52,30 @@ def create_imagenet_model(arch: str = "tf_efficientnet_lite0") -> nn.Module:
     return model.eval()
 
 
-class Trunk(nn.Module):
-    """Stem and the first ``cut`` block stages: frozen, run once to cache features."""
+def split_blocks(net: nn.Module, cut: int, cut_layer: int = 0) -> tuple[list[nn.Module], list[nn.Module]]:
+    """``net.blocks`` split at stage ``cut``, after its first ``cut_layer`` layers:
+    ``(trunk blocks, top blocks)``. ``cut_layer`` 0 cuts between whole stages."""
+    stages = list(net.blocks)
+    if cut_layer == 0:
+        return stages[:cut], stages[cut:]
+    stage = stages[cut]
+    if not 0 < cut_layer < len(stage):
+        raise ValueError(f"cut_layer must be between 1 and {len(stage) - 1} in stage {cut}, got {cut_layer}")
+    return stages[:cut] + [stage[:cut_layer]], [stage[cut_layer:]] + stages[cut + 1:]
 
-    def __init__(self, net: nn.Module, cut: int):
+
+def cut_name(cut: int, cut_layer: int = 0) -> int | str:
+    """How a cut is named in cache keys and file names: ``6``, or ``"5.2"`` inside a stage."""
+    return f"{cut}.{cut_layer}" if cut_layer else cut
+
+
+class Trunk(nn.Module):
+    """Stem and the blocks before the cut: frozen, run once to cache features."""
+
+    def __init__(self, net: nn.Module, cut: int, cut_layer: int = 0):
         super().__init__()
         self.conv_stem, self.bn1 = net.conv_stem, net.bn1
-        self.blocks = nn.Sequential(*list(net.blocks)[:cut])
+        self.blocks = nn.Sequential(*split_blocks(net, cut, cut_layer)[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.bn1(self.conv_stem(x)))
@@ -71,9 +88,9 @@ class Top(nn.Module):
     classifier reads (used for near-duplicate search and reference galleries).
     """
 
-    def __init__(self, net: nn.Module, cut: int, num_classes: int, dropout: float = 0.2):
+    def __init__(self, net: nn.Module, cut: int, num_classes: int, dropout: float = 0.2, cut_layer: int = 0):
         super().__init__()
-        self.blocks = nn.Sequential(*list(net.blocks)[cut:])
+        self.blocks = nn.Sequential(*split_blocks(net, cut, cut_layer)[1])
         self.conv_head, self.bn2 = net.conv_head, net.bn2
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -96,9 +113,11 @@ class WildscanNet(nn.Module):
         return self.top(self.trunk(x))
 
 
-def build(arch: str, num_classes: int, cut: int, pretrained: bool = True, dropout: float = 0.2) -> WildscanNet:
-    """A fresh network: pretrained trunk and top, new classifier for ``num_classes``."""
+def build(arch: str, num_classes: int, cut: int, pretrained: bool = True, dropout: float = 0.2,
+          cut_layer: int = 0) -> WildscanNet:
+    """A fresh network: pretrained trunk and top, new classifier for ``num_classes``;
+    cut before stage ``cut``, or inside it after ``cut_layer`` layers."""
     net = timm.create_model(arch, pretrained=False)
     if pretrained:
         net.load_state_dict(pretrained_state_dict(arch), strict=False)
-    return WildscanNet(Trunk(net, cut), Top(net, cut, num_classes, dropout))
+    return WildscanNet(Trunk(net, cut, cut_layer), Top(net, cut, num_classes, dropout, cut_layer))

@@ -25,7 +25,7 @@ from vision.taxonomy import get_category
 
 from . import data
 from .features import ViewSpec, cached_features
-from .model import build
+from .model import build, cut_name
 
 log = logging.getLogger(__name__)
 REPO = data.REPO
@@ -38,6 +38,7 @@ class TrainConfig:
     name: str = "efficientnet_lite0.wildtrade_v1"
     arch: str = "tf_efficientnet_lite0"
     cut: int = 6  # blocks[:cut] frozen and cached; blocks[cut:] + head fine-tuned
+    cut_layer: int = 0  # >0: the first cut_layer layers of blocks[cut] are frozen too
     preprocess: dict = field(default_factory=lambda: PreprocessConfig().to_dict())
     train_views: int = 3  # augmented views per training photo, besides the clean one
     ad_probability: float = 0.7
@@ -217,7 +218,7 @@ def run(cfg: TrainConfig, progress: bool = True) -> Path:
     labels = data.classes()
     index = {c: i for i, c in enumerate(labels)}
     pre = PreprocessConfig.from_dict(cfg.preprocess)
-    net = build(cfg.arch, len(labels), cfg.cut, pretrained=True, dropout=cfg.dropout)
+    net = build(cfg.arch, len(labels), cfg.cut, pretrained=True, dropout=cfg.dropout, cut_layer=cfg.cut_layer)
     train_ex, val_ex = select_examples("train", cfg, labels), select_examples("val", cfg, labels)
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -225,17 +226,18 @@ def run(cfg: TrainConfig, progress: bool = True) -> Path:
     if resolve_mode(cfg) == "full":
         return run_full(cfg, net, labels, train_ex, val_ex, pre, run_dir)
 
-    trunk_onnx = lambda: export_trunk(net, pre, _abs(cfg.cache_dir) / f"trunk-{cfg.arch}-cut{cfg.cut}.onnx")
+    cut = cut_name(cfg.cut, cfg.cut_layer)
+    trunk_onnx = lambda: export_trunk(net, pre, _abs(cfg.cache_dir) / f"trunk-{cfg.arch}-cut{cut}.onnx")
     train_views = [ViewSpec("clean")] + [ViewSpec("train", s) for s in range(1, cfg.train_views + 1)]
     common = dict(workers=cfg.workers, ad_probability=cfg.ad_probability, progress=progress)
     cache = _abs(cfg.cache_dir)
     train_items = view_items(train_ex, train_views)
-    feats = cached_features(cache, "train", train_items, trunk_onnx, cfg.arch, cfg.cut, pre, **common)
+    feats = cached_features(cache, "train", train_items, trunk_onnx, cfg.arch, cut, pre, **common)
     targets = np.array([index[ex.cls] for ex, _ in train_items], dtype=np.int64)
     val_clean_items = view_items(val_ex, [ViewSpec("clean")])
     val_ad_items = view_items(val_ex, [ViewSpec("ad")])
-    vfeats_clean = cached_features(cache, "val-clean", val_clean_items, trunk_onnx, cfg.arch, cfg.cut, pre, **common)
-    vfeats_ad = cached_features(cache, "val-ad", val_ad_items, trunk_onnx, cfg.arch, cfg.cut, pre, **common)
+    vfeats_clean = cached_features(cache, "val-clean", val_clean_items, trunk_onnx, cfg.arch, cut, pre, **common)
+    vfeats_ad = cached_features(cache, "val-ad", val_ad_items, trunk_onnx, cfg.arch, cut, pre, **common)
     vtargets = np.array([index[ex.cls] for ex in val_ex], dtype=np.int64)
 
     history = fit_top(net.top, feats, targets, cfg, len(labels), val=(vfeats_clean, vtargets))
