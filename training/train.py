@@ -268,6 +268,14 @@ def _calibrate_and_save(cfg: TrainConfig, labels: list[str], vlogits: np.ndarray
     return run_dir
 
 
+def fine_tuned_part(cfg: TrainConfig) -> str:
+    """In words, which part of the network a run trains (for the bundle and model card)."""
+    if resolve_mode(cfg) == "full":
+        return "the whole network, end to end"
+    first = f"`blocks[{cfg.cut}][{cfg.cut_layer}:]`" if cfg.cut_layer else f"`blocks[{cfg.cut}]`"
+    return f"{first} onwards, the head convolution and a new classifier (stem and earlier blocks frozen)"
+
+
 def resolve_mode(cfg: TrainConfig) -> str:
     if cfg.mode not in ("auto", "cached", "full"):
         raise ValueError(f"mode must be auto, cached or full, got {cfg.mode!r}")
