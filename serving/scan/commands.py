@@ -186,6 +186,8 @@ def scan(inputs: list[str], outs: list[str | Path], *, db: str | Path | None = N
             info = survey(store.records(), classifier.labels, relabel)
             for out in outs:
                 write_rows(out, flat_rows(store.records(), info, relabel), info)
+        if galleries is not None:
+            classifier.galleries.close()  # the pinned copy, before its folder goes
     return ScanSummary(info=info, new=progress.new, done_before=done, seconds=seconds, outputs=outs, db=db_path)
 
 
