@@ -87,7 +87,8 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     for kind in ("fp32", "int8"):
         if kind in export:
             e = export[kind]
-            lines.append(f"- {kind}: {e['images_per_second_1_thread']} images/s on one core (batch 16, inputs preprocessed; median of 7 rounds taking turns), "
+            lines.append(f"- {kind}: {e['images_per_second_1_thread']} images/s on one core (batch 16, inputs "
+                         "preprocessed; median of 7 rounds taking turns), "
                          f"test macro-F1 (all classes, clean) {e['macro_f1_all_clean']:.4f}, {e['size_mb']} MB.")
     if "int8_decision" in export:
         d = export["int8_decision"]

@@ -94,7 +94,7 @@ class LocalEngine:
         self.workers = workers or default_workers()
         self.batch_size = batch_size
         self.chunk_fn = chunk_fn
-        self.galleries = str(galleries) if isinstance(galleries, Path) else galleries
+        self.galleries = galleries
         self._db_path: str | None = None
         self._scorer: str | None = None
 
