@@ -81,7 +81,9 @@ def occlusion_drops(classifier, tensor: np.ndarray, label_index: int | None = No
     """``(drops grid x grid, label index, base probability)`` for one preprocessed tensor.
 
     ``label_index`` defaults to the model's top label. One call to ``classifier.run``.
+    With crops in the preprocessing the whole photo (view 0) is explained.
     """
+    tensor = tensor[0] if tensor.ndim == 4 else tensor
     batch = np.concatenate([tensor[None], occluded_batch(tensor, grid, grey_fill(classifier.preprocess))])
     logits, _ = classifier.run(batch)
     probs = classifier.probabilities(logits)

@@ -259,7 +259,7 @@ def test_evaluate_caches_logits_and_equals_evaluate_split(classifier, tmp_path, 
 
 def test_cached_logits_for_other_photos_are_ignored(classifier, tmp_path):
     examples, _ = analysis.split_examples(classifier, "test", 1)
-    path = analysis.write_logits(tmp_path / "x.npz", {"clean": np.zeros((4, 4)), "ad": np.zeros((4, 4))}, examples)
+    path = analysis.write_logits(tmp_path / "x.npz", {view: np.zeros((4, 4)) for view in analysis.VIEWS}, examples)
     assert analysis.read_logits(path, examples, classifier.labels) is not None
     assert analysis.read_logits(path, examples[::-1], classifier.labels) is None
     assert analysis.read_logits(path, examples, classifier.labels[:3]) is None

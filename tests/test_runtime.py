@@ -13,7 +13,7 @@ from vision.preprocess import load_for_model
 from vision.registry import create_model, list_models
 from vision.runtime import Classifier
 
-RECORD_FIELDS = {"path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "scores", "model", "error",
+RECORD_FIELDS = {"path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "possible", "scores", "model", "error",
                  "matched_by", "gallery", "references", "head"}  # the last four: reference galleries
 
 

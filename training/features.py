@@ -13,15 +13,16 @@ import json
 import logging
 import multiprocessing as mp
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from vision.preprocess import PreprocessConfig, load_image, to_model_input
+from vision.preprocess import PreprocessConfig, load_image, to_model_input, to_model_views
 
 from .augment import eval_ad_view, train_view
 from .data import Example, shared_data_dir
+from .listing import listing_view
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when augmentation or preprocessing changes
@@ -29,7 +30,9 @@ CACHE_VERSION = 2  # bump when augmentation or preprocessing changes
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """Which rendering of a photo: ``clean``, ``train`` (random, seeded) or ``ad`` (eval view)."""
+    """Which rendering of a photo: ``clean``, ``train`` (random, seeded), ``ad`` (eval view),
+    ``listing`` (a listing scene, seeded: :mod:`training.listing`) or ``crop`` (crop number
+    ``seed`` of the preprocessing's crops, 1-based; 0 is the whole photo)."""
 
     kind: str
     seed: int = 0
@@ -42,6 +45,10 @@ def render(example_path: Path, key: str, view: ViewSpec, cfg: PreprocessConfig, 
         img = train_view(img, random.Random(f"{key}|{view.seed}"), ad_probability)
     elif view.kind == "ad":
         img = eval_ad_view(img, key)
+    elif view.kind == "listing":
+        img = listing_view(img, key, view.seed)[0]
+    elif view.kind == "crop":  # only the one crop: the whole photo and crop number ``seed``
+        return to_model_views(img, replace(cfg, crops=(cfg.crops[view.seed - 1],)))[1]
     return to_model_input(img, cfg)
 
 

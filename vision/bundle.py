@@ -20,6 +20,7 @@ BUNDLE_FORMAT = "wildscan-bundle/1"
 LOGITS = "logits"
 EMBEDDING = "embedding"
 INPUT = "image"
+SCORE_MODES = ("softmax", "sigmoid")
 
 
 @dataclass
@@ -35,6 +36,17 @@ class BundleConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.5
     uncertain_below: float = 0.4
+    # "softmax": one distribution over the labels; "sigmoid": one-vs-rest scores, so a
+    # background label (goods_other) cannot absorb the score of an object in a busy photo.
+    score_mode: str = "softmax"
+    # With crops in ``preprocess``: labels scored by their maximum over the views (objects);
+    # every other label keeps its whole-photo score. Crops are run only for photos that no
+    # label flags and whose best wildlife-object score on the whole photo reaches ``crops_from``.
+    object_labels: list[str] = field(default_factory=list)
+    crops_from: float = 0.0
+    # "possible match" band: a wildlife score at or above possible_ratio x its threshold
+    # (but below it) is reported as ``possible`` without flagging (0: no band).
+    possible_ratio: float = 0.0
     embedding_dim: int | None = None
     training_data: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -46,6 +58,13 @@ class BundleConfig:
             self.preprocess = PreprocessConfig.from_dict(self.preprocess)
         if self.temperature <= 0:
             raise BundleError(f"temperature must be > 0, got {self.temperature}")
+        if self.score_mode not in SCORE_MODES:
+            raise BundleError(f"score_mode {self.score_mode!r}; choose from {', '.join(SCORE_MODES)}")
+        if not 0 <= self.possible_ratio < 1:
+            raise BundleError(f"possible_ratio must be in [0, 1), got {self.possible_ratio}")
+        unknown = set(self.object_labels) - set(self.labels)
+        if unknown:
+            raise BundleError(f"object_labels the model lacks: {sorted(unknown)}")
 
     def threshold(self, label: str) -> float:
         return float(self.thresholds.get(label, self.default_threshold))

@@ -57,6 +57,10 @@ class PreprocessConfig:
     resize_mode: str = "squash"
     crop_pct: float = 1.0
     interpolation: str = "bicubic"
+    # Extra views after the whole photo: boxes (left, top, right, bottom) as fractions of
+    # the photo, each resized like the whole photo. With crops the model input of a photo
+    # is V x 3 x S x S (V = 1 + len(crops)) instead of 3 x S x S.
+    crops: tuple[tuple[float, float, float, float], ...] = ()
 
     def __post_init__(self):
         if self.resize_mode not in RESIZE_MODES:
@@ -67,6 +71,11 @@ class PreprocessConfig:
             raise ValueError(f"crop_pct must be in [0.1, 1], got {self.crop_pct}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        crops = tuple(tuple(float(v) for v in box) for box in self.crops)
+        for box in crops:
+            if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
+                raise ValueError(f"a crop is (left, top, right, bottom) within [0, 1], got {box}")
+        object.__setattr__(self, "crops", crops)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,10 +87,21 @@ class PreprocessConfig:
 
     @property
     def decode_size(self) -> int:
-        """Smallest short side a decoded image needs before resizing."""
+        """Smallest short side a decoded image needs before resizing (crops included)."""
         if self.resize_mode == "center_crop":
             return int(round(self.input_size / self.crop_pct))
-        return self.input_size
+        smallest = min((min(r - l, b - t) for l, t, r, b in self.crops), default=1.0)
+        return int(round(self.input_size / smallest))
+
+    @property
+    def views(self) -> int:
+        """Model inputs per photo: the whole photo plus its crops."""
+        return 1 + len(self.crops)
+
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one photo's model input: 3 x S x S, or V x 3 x S x S with crops."""
+        square = (3, self.input_size, self.input_size)
+        return (self.views, *square) if self.crops else square
 
 
 @dataclass
@@ -198,11 +218,26 @@ def normalize(pixels: np.ndarray, cfg: PreprocessConfig, out: np.ndarray | None 
     return out
 
 
+def to_model_views(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
+    """The whole photo and each of ``cfg.crops`` as model inputs: ``cfg.input_shape()``."""
+    if not cfg.crops:
+        return to_model_input(image, cfg)
+    w, h = image.size
+    out = np.empty(cfg.input_shape(), dtype=np.float32)
+    to_model_input(image, cfg, out=out[0])
+    for i, (left, top, right, bottom) in enumerate(cfg.crops, start=1):
+        box = (round(left * w), round(top * h), max(round(right * w), round(left * w) + 1),
+               max(round(bottom * h), round(top * h) + 1))
+        to_model_input(image.crop(box), cfg, out=out[i])
+    return out
+
+
 def load_for_model(data: bytes, cfg: PreprocessConfig, *, fast: bool = True, **limits) -> tuple[np.ndarray, DecodedImage]:
-    """Decode ``data`` and preprocess it: ``(CHW float32 array, DecodedImage)``."""
+    """Decode ``data`` and preprocess it: ``(model input, DecodedImage)``; the input is
+    CHW float32, or V x CHW when ``cfg`` has crops (:func:`to_model_views`)."""
     # never decode below 128 px: the PDQ hash of the record is taken from this image too
     decoded = load_image(data, draft_size=max(cfg.decode_size, 128) if fast else None, **limits)
-    return to_model_input(decoded.image, cfg), decoded
+    return to_model_views(decoded.image, cfg), decoded
 
 
 # --- helpers -------------------------------------------------------------------------------

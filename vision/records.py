@@ -13,7 +13,9 @@ class Result:
 
     ``label`` is a category id, ``uncertain`` or ``None`` (on error); ``score`` its
     calibrated probability; ``scores`` every model category's probability; ``flagged``
-    is true when a wildlife category passed its threshold; ``error`` is ``None`` or
+    is true when a wildlife category passed its threshold; ``possible`` names a wildlife
+    category whose score is in the "possible match" band just below its threshold (check
+    by eye), when the photo is not flagged; ``error`` is ``None`` or
     ``{"reason": code, "message": text}``.
 
     With reference galleries (:mod:`vision.gallery`): ``matched_by`` says whether the
@@ -33,6 +35,7 @@ class Result:
     label: str | None = None
     score: float | None = None
     flagged: bool = False
+    possible: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     error: dict | None = None

@@ -2,11 +2,18 @@
 
 Decision rule (documented in the model card too):
 
-1. ``p = softmax(logits / temperature)`` over the model's labels.
+1. ``p = softmax(logits / temperature)`` over the model's labels, or with
+   ``score_mode = "sigmoid"`` one-vs-rest ``p = sigmoid(logits / temperature)``. With crops
+   in the preprocessing (whole photo + crops), an object label's p is its maximum over the
+   views and every other label's p its whole-photo value; crops are run only for photos
+   that step 3 does not flag on the whole photo and whose best object score reaches
+   ``crops_from`` (a cascade, so most photos cost one view).
 2. A wildlife label *passes* when ``p[label] >= thresholds[label]``.
 3. If any pass: ``flagged = True`` and ``label`` is the passing label with the highest p.
 4. Otherwise ``label`` is the top label, or ``uncertain`` when its p is below
-   ``uncertain_below``; ``flagged = False``.
+   ``uncertain_below``; ``flagged = False``. A wildlife label with
+   ``p >= possible_ratio x threshold`` is reported as ``possible`` (a "possible match" to
+   check by eye), the highest such one when several are.
 5. With reference galleries for the model (``galleries.db`` beside it, see
    :mod:`vision.gallery`), each image's embedding is matched against them and the match
    is combined with steps 1-4 by :func:`vision.matching.combine`.
@@ -102,6 +109,7 @@ class Classifier:
         self._outputs = [LOGITS] + ([EMBEDDING] if EMBEDDING in output_names else [])
         self._wildlife = np.array([get_category(label).is_wildlife for label in self.labels])
         self._thresholds = np.array([bundle.config.threshold(label) for label in self.labels], dtype=np.float32)
+        self._objects = np.array([label in bundle.config.object_labels for label in self.labels])
         self.galleries: GalleryStore | None = self._open_galleries(galleries)
 
     def _open_galleries(self, spec) -> GalleryStore | None:
@@ -148,7 +156,13 @@ class Classifier:
     # --- numeric core ----------------------------------------------------------------
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw ``(logits, embeddings)`` for a float32 N x 3 x S x S batch, in chunks of ``max_batch``."""
+        """Raw ``(logits, embeddings)`` for a float32 batch, in chunks of ``max_batch``.
+
+        ``batch`` is N x 3 x S x S (logits N x C), or N x V x 3 x S x S for whole photo +
+        crops (logits N x V x C, NaN for the crops the cascade did not need; embeddings are
+        the whole photo's)."""
+        if batch.ndim == 5:
+            return self._run_views(batch)
         logits, embeddings = [], []
         for start in range(0, len(batch), self.max_batch):
             chunk = np.ascontiguousarray(batch[start : start + self.max_batch], dtype=np.float32)
@@ -160,19 +174,62 @@ class Classifier:
             return np.zeros((0, len(self.labels)), np.float32), None
         return np.concatenate(logits), (np.concatenate(embeddings) if embeddings else None)
 
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Temperature-scaled softmax over the model's labels."""
-        z = np.asarray(logits, dtype=np.float64) / self.config.temperature
-        z -= z.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    def _run_views(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The cascade: whole photos first, crops only where :meth:`needs_crops`."""
+        whole, embeddings = self.run(batch[:, 0])
+        logits = np.full((len(batch), batch.shape[1], whole.shape[-1]), np.nan, dtype=np.float32)
+        logits[:, 0] = whole
+        todo = np.flatnonzero(self.needs_crops(self.probabilities(whole)))
+        if len(todo):
+            crops = batch[todo, 1:]
+            crop_logits, _ = self.run(crops.reshape(-1, *crops.shape[2:]))
+            logits[todo, 1:] = crop_logits.reshape(len(todo), crops.shape[1], -1)
+        return logits, embeddings
+
+    def needs_crops(self, whole_probs: np.ndarray) -> np.ndarray:
+        """Which photos (rows of whole-photo probabilities) the crops are run for: not
+        flagged, and a wildlife object label (ivory, reptile skin...) at ``crops_from`` or above."""
+        flagged = (self._wildlife & (whole_probs >= self._thresholds)).any(axis=-1)
+        trigger = self._objects & self._wildlife
+        if not trigger.any():
+            return np.zeros(len(whole_probs), dtype=bool)
+        return ~flagged & (whole_probs[:, trigger].max(axis=-1) >= self.config.crops_from)
+
+    def probabilities(self, logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        """Calibrated scores over the model's labels: temperature-scaled softmax, or sigmoid
+        for one-vs-rest bundles. Logits with a view axis (N x V x C) are aggregated: object
+        labels take their maximum over the views that were run, the rest the whole photo's.
+        ``temperature`` overrides the bundle's (1.0: the raw scores)."""
+        z = np.asarray(logits, dtype=np.float64) / (temperature or self.config.temperature)
+        if self.config.score_mode == "sigmoid":
+            p = 1.0 / (1.0 + np.exp(-z))
+        else:
+            z = z - np.nanmax(z, axis=-1, keepdims=True)
+            e = np.exp(z)
+            p = e / np.nansum(e, axis=-1, keepdims=True)
+        if p.ndim == 3:
+            best = np.fmax.reduce(p, axis=1)  # NaN (crops not run) never wins
+            p = np.where(self._objects, best, p[:, 0])
+        return p.astype(np.float32)
 
     def decide(self, probs: np.ndarray) -> tuple[str, float, bool]:
         """Apply the decision rule to one probability vector: ``(label, score, flagged)``."""
         return decide(probs, self.labels, self._wildlife, self._thresholds, self.config.uncertain_below)
 
+    def possible(self, probs: np.ndarray, flagged: bool) -> str | None:
+        """The "possible match" of one probability vector: the highest wildlife label in the
+        band below its threshold (``possible_ratio``), or ``None``."""
+        ratio = self.config.possible_ratio
+        if flagged or ratio <= 0:
+            return None
+        band = self._wildlife & (probs >= ratio * self._thresholds)
+        return self.labels[int(np.argmax(np.where(band, probs / self._thresholds, -1.0)))] if band.any() else None
+
     def wildlife_score(self, probs: np.ndarray) -> np.ndarray:
-        """Total probability of the wildlife labels (for the binary wildlife-vs-not curve)."""
+        """How wildlife-like each photo is (the binary wildlife-vs-not curve): the total
+        probability of the wildlife labels, or their highest one-vs-rest score."""
+        if self.config.score_mode == "sigmoid":
+            return probs[..., self._wildlife].max(axis=-1)
         return probs[..., self._wildlife].sum(axis=-1)
 
     # --- images in, records out --------------------------------------------------------
@@ -198,6 +255,7 @@ class Classifier:
                 Result(
                     path=item.path, sha256=item.sha256, pdq=item.pdq, width=item.width, height=item.height,
                     label=decision.label, score=round(decision.score, 6), flagged=decision.flagged,
+                    possible=self.possible(p, decision.flagged),
                     scores={lab: round(float(v), 6) for lab, v in zip(self.labels, p)}, model=model,
                     matched_by=decision.matched_by, **gallery_evidence(head, match, versions),
                 )

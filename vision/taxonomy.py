@@ -124,10 +124,14 @@ _VERIFY = {
     "nl": "Controleer de soort aan de hand van de officiële CITES- en EU-lijsten.",
 }
 _NOT_WILDLIFE = {
-    "en": "Not a wildlife product: no CITES or EU wildlife-trade rule applies to the item itself.",
-    "fr": "Pas un produit d'espèce sauvage : aucune règle CITES ou UE ne s'applique à l'objet lui-même.",
-    "de": "Kein Wildtierprodukt: Für den Gegenstand selbst gelten keine CITES- oder EU-Artenschutzregeln.",
-    "nl": "Geen product van wilde dieren of planten: CITES- en EU-regels gelden niet voor het voorwerp zelf.",
+    "en": "No protected wildlife item was recognised in this photo. This is not a legal finding: "
+          "check by eye, and against the ad text, when the ad suggests otherwise.",
+    "fr": "Aucun objet d'espèce protégée n'a été reconnu sur cette photo. Ce n'est pas un avis juridique : "
+          "vérifiez à l'œil, et avec le texte de l'annonce, si l'annonce laisse penser le contraire.",
+    "de": "Auf diesem Foto wurde kein geschütztes Wildtierprodukt erkannt. Das ist keine rechtliche Bewertung: "
+          "mit eigenen Augen und anhand des Anzeigentexts prüfen, wenn die Anzeige etwas anderes nahelegt.",
+    "nl": "Op deze foto is geen beschermd product van wilde dieren of planten herkend. Dit is geen juridisch oordeel: "
+          "controleer het zelf, ook aan de hand van de advertentietekst, als de advertentie iets anders doet vermoeden.",
 }
 
 
@@ -189,11 +193,26 @@ CATEGORIES: tuple[Category, ...] = (
     _c("seahorse", "wildlife", "Seahorse", "Hippocampe", "Seepferdchen", "Zeepaardje", "medium", "II", "B",
        data_note="Trained on about 55 photos of live seahorses; no dried ones."),
     _c("taxidermy", "wildlife", "Taxidermy (mounted animal)", "Animal naturalisé", "Tierpräparat",
-       "Opgezet dier", "medium", "I/II", "A/B", has_data=False,
-       data_note="23 photos only: too few to train; use a reference gallery."),
+       "Opgezet dier", "medium", "I/II", "A/B",
+       data_note="Trained on about 520 photos from taxidermy studios' websites (mounted heads, birds, fish).",
+       hints={"en": "Mounts of protected species (big cats, birds of prey, many antelopes) need permits or are banned; "
+                    "old mounts may be exempt with papers."}),
+    _c("shark", "wildlife", "Shark (whole animal)", "Requin (animal entier)", "Hai (ganzes Tier)",
+       "Haai (heel dier)", "medium", "II", "B",
+       data_note="Trained on about 200 photos of live sharks; no fins, no dried products.",
+       hints={"en": "Many traded sharks (hammerheads, oceanic whitetip, makos) are CITES Appendix II."}),
+    _c("exotic_mammal", "wildlife", "Exotic pet mammal (primate, fennec fox, sugar glider...)",
+       "Mammifère exotique de compagnie (primate, fennec, phalanger...)",
+       "Exotisches Heimtier-Säugetier (Primat, Wüstenfuchs, Kurzkopfgleitbeutler...)",
+       "Exotisch huisdier-zoogdier (primaat, woestijnvos, suikereekhoorn...)", "medium",
+       data_note="Trained on about 110 sale photos of exotic pets, many hand-held.",
+       hints={"en": "Lemurs and slow lorises are CITES Appendix I (EU Annex A); many other pet species are not listed."}),
+    _c("amphibian", "wildlife", "Axolotl or other amphibian (live)", "Axolotl ou autre amphibien (vivant)",
+       "Axolotl oder anderes Amphibium (lebend)", "Axolotl of andere amfibie (levend)", "low", "II", "B",
+       data_note="Trained on about 100 sale photos of axolotls only."),
     _c("coral_jewellery", "wildlife", "Red or precious coral jewellery", "Bijou en corail rouge ou précieux",
        "Schmuck aus Edel- oder Rotkoralle", "Sieraad van rood of edel koraal", "medium", "III", "C/D",
-       has_data=False, data_note=_NO_DATA),
+       has_data=False, data_note="20 shop photos in data v2: too few to train; recognised only through a reference gallery."),
     _c("tortoiseshell", "wildlife", "Tortoiseshell (hawksbill shell) object", "Objet en écaille de tortue",
        "Schildpatt-Gegenstand", "Voorwerp van schildpad (karetschild)", "high", "I", "A", has_data=False, data_note=_NO_DATA),
     _c("pangolin_scales", "wildlife", "Pangolin scales", "Écailles de pangolin", "Schuppentier-Schuppen",
@@ -208,8 +227,16 @@ CATEGORIES: tuple[Category, ...] = (
     # --- look-alikes: legal items that resemble wildlife products ----------------------
     _c("ceramic_porcelain", "lookalike", "Ceramic or porcelain object", "Objet en céramique ou porcelaine",
        "Keramik- oder Porzellanobjekt", "Voorwerp van keramiek of porselein", "none"),
-    _c("figurine", "lookalike", "Figurine or statue (resin, stone, metal)", "Figurine ou statue (résine, pierre, métal)",
-       "Figur oder Statue (Harz, Stein, Metall)", "Beeldje of beeld (hars, steen, metaal)", "none"),
+    _c("figurine", "lookalike", "Figurine, statue or carving (resin, wood, stone, bone, metal, clay)",
+       "Figurine, statue ou sculpture (résine, bois, pierre, os, métal, argile)",
+       "Figur, Statue oder Schnitzerei (Harz, Holz, Stein, Knochen, Metall, Ton)",
+       "Beeldje, beeld of snijwerk (hars, hout, steen, been, metaal, klei)", "none"),
+    _c("antique", "lookalike", "Antique or metal object (silver, gold, brass, furniture, coins)",
+       "Objet ancien ou en métal (argent, or, laiton, meubles, monnaies)",
+       "Antiquität oder Metallobjekt (Silber, Gold, Messing, Möbel, Münzen)",
+       "Antiek of metalen voorwerp (zilver, goud, messing, meubels, munten)", "none"),
+    _c("jewellery", "lookalike", "Jewellery (jade, gemstone, beads)", "Bijou (jade, pierre précieuse, perles)",
+       "Schmuck (Jade, Edelstein, Perlen)", "Sieraad (jade, edelsteen, kralen)", "none"),
     _c("toy", "lookalike", "Toy or plush animal", "Jouet ou peluche", "Spielzeug oder Plüschtier",
        "Speelgoed of knuffel", "none"),
     _c("animal_print", "lookalike", "Animal-print textile (faux)", "Textile imprimé animal (imitation)",

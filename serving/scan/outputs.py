@@ -35,10 +35,11 @@ from .store import StoredRecord
 from .work import batched
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-HEAD = ["item_id", "path", "sha256", "pdq", "width", "height", "label", "score", "flagged"]
+HEAD = ["item_id", "path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "possible"]
 TAIL = ["model_name", "model_version", "model_sha256", "error_reason", "error_message", "scanned_at",
         "cluster_id", "cluster_size"]
-RECORD_FIELDS = {"path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "scores", "model", "error"}
+RECORD_FIELDS = {"path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "possible", "scores", "model",
+                 "error"}
 _INT = {"width", "height", "cluster_id", "cluster_size"}
 _FLOAT = {"score"}
 _BOOL = {"flagged"}
@@ -79,14 +80,15 @@ def relabeller(classifier, thresholds_changed: bool) -> Relabel:
             return record
         probs = np.array([scores.get(label, 0.0) for label in labels], dtype=np.float32)
         label, score, flagged = classifier.decide(probs)
-        out = {**record, "label": label, "score": round(score, 6), "flagged": flagged}
+        out = {**record, "label": label, "score": round(score, 6), "flagged": flagged,
+               "possible": classifier.possible(probs, flagged)}
         match = recorded_match(record)
         if match is not None:
             from vision.matching import combine
 
             decision = combine((label, score, flagged), match)
             out.update(label=decision.label, score=round(decision.score, 6), flagged=decision.flagged,
-                       matched_by=decision.matched_by, head={"label": label, "score": round(score, 6), "flagged": flagged})
+                       possible=None if decision.flagged else out["possible"], matched_by=decision.matched_by, head={"label": label, "score": round(score, 6), "flagged": flagged})
         elif "matched_by" in record:
             out["matched_by"] = "model"
         return out

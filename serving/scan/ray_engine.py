@@ -50,7 +50,6 @@ def decode_batch(batch: dict[str, np.ndarray], preprocess: dict) -> dict[str, np
     Failures keep their place with a zero tensor and their record (JSON) in ``failure``.
     """
     cfg = PreprocessConfig.from_dict(preprocess)
-    size = cfg.input_size
     out = {name: [] for name in ("item_id", "path", "sha256", "pdq", "width", "height", "tensor", "failure")}
     columns = (batch[k] for k in ("item_id", "path", "inline", "data", "error"))
     for item_id, path, inline, data, error in zip(*columns):
@@ -64,7 +63,7 @@ def decode_batch(batch: dict[str, np.ndarray], preprocess: dict) -> dict[str, np
         out["pdq"].append(prepared.pdq if ok else "")
         out["width"].append(prepared.width if ok else 0)
         out["height"].append(prepared.height if ok else 0)
-        out["tensor"].append(prepared.tensor if ok else np.zeros((3, size, size), np.float32))
+        out["tensor"].append(prepared.tensor if ok else np.zeros(cfg.input_shape(), np.float32))
         out["failure"].append("" if ok else json.dumps(prepared.to_dict()))
     return {key: np.stack(values) if key == "tensor" else np.array(values) for key, values in out.items()}
 

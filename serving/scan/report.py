@@ -35,6 +35,7 @@ class Report:
 
     total: int = 0
     flagged: int = 0
+    possible: Counter = field(default_factory=Counter)  # "possible match" rows per category
     failures: Counter = field(default_factory=Counter)
     by_category: Counter = field(default_factory=Counter)
     by_seller: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
@@ -65,6 +66,8 @@ def build_report(rows: Iterable[dict]) -> Report:
             report.by_category[label] += 1
             report.by_seller[_text(row.get("seller"))][label] += 1
             report.by_platform[_text(row.get("platform"))][label] += 1
+        if not flagged and row.get("possible"):
+            report.possible[str(row["possible"])] += 1
         _add_to_cluster(report, row, flagged, label)
     return report
 
@@ -93,6 +96,9 @@ def format_report(report: Report, top: int = 10) -> str:
     lines.append("")
     lines.append("Flagged by category:")
     lines += [f"  {n:>6}  {_category(label)}" for label, n in report.by_category.most_common()] or ["  (none)"]
+    lines.append("")
+    lines.append("Possible matches below the flag threshold (check by eye), by category:")
+    lines += [f"  {n:>6}  {_category(label)}" for label, n in report.possible.most_common()] or ["  (none)"]
     for title, present, groups in (
         ("seller", report.has_seller, report.by_seller),
         ("platform", report.has_platform, report.by_platform),

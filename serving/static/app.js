@@ -146,7 +146,7 @@ const LANG_STORAGE = "wildscan.lang";
 const PARALLEL_UPLOADS = 2;
 const CSV_COLUMNS = [
   "result_id", "received_at", "file", "sha256", "pdq", "width", "height", "label", "label_name", "score",
-  "flagged", "legal_note", "model_name", "model_version", "model_sha256", "case_id", "source_url", "note",
+  "flagged", "possible", "legal_note", "model_name", "model_version", "model_sha256", "case_id", "source_url", "note",
   "error_reason", "error_message",
 ];
 
@@ -354,19 +354,22 @@ function renderCard(entry) {
   setHidden(card, [".badge", ".confidence", ".legal", ".evidence"], false);
   const kind = verdict(record);
   card.classList.add(kind);
-  $(".label-name", card).textContent = labelName(record.label, record);
+  // a possible match names the wildlife category to check, not the top label
+  $(".label-name", card).textContent = labelName(kind === "possible" && record.possible ? record.possible : record.label, record);
   $(".badge", card).textContent = t(kind === "clear" ? "notFlagged" : kind);
   renderConfidence(card, record.score);
-  $(".legal", card).textContent = legalNote(record);
+  $(".legal", card).textContent = legalNote(kind === "possible" && record.possible ? { ...record, label: record.possible } : record);
   renderOthers(card, record);
   renderHeatmap(entry);
   renderEvidence(card, evidenceRows(entry));
 }
 
-// flagged: a wildlife label passed its threshold; possible: a wildlife label on top but below it;
+// flagged: a wildlife label passed its threshold; possible: a wildlife score in the band just
+// below its threshold (record.possible) or a wildlife label on top but below it;
 // uncertain: the model does not know; clear: a look-alike or ordinary goods.
 function verdict(record) {
   if (record.flagged) return "flagged";
+  if (record.possible) return "possible";
   if (record.label === "uncertain") return "uncertain";
   const category = state.labels && state.labels.categories.find((c) => c.id === record.label);
   return category && category.group === "wildlife" ? "possible" : "clear";

@@ -1,0 +1,80 @@
+"""Cost per photo of a model's shipped path (decode, preprocess, views, inference, decision)
+against a baseline bundle, measured in one run with alternating rounds.
+
+    .venv/bin/python benchmarks/bench_cost.py --baseline /path/to/old/bundle.onnx [--model NAME]
+
+Photos: the real sale posts of ``dev-ads`` and an equal number of test-split photos (every
+class), so both listing photos and catalogue photos are in the mix. One onnxruntime
+thread, batches of 16, galleries off. Prints ms per photo for each bundle (median of the
+rounds), their ratio, and the share of photos for which the crop cascade ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from training import data, devads  # noqa: E402
+from vision.registry import create_model  # noqa: E402
+
+
+def photo_mix() -> list[tuple[str, bytes]]:
+    ads = [a.path for a in devads.load()]
+    test = data.load_split("test")
+    step = max(1, len(test) // len(ads))
+    paths = ads + [ex.file() for ex in test[::step][: len(ads)]]
+    return [(str(p), Path(p).read_bytes()) for p in paths]
+
+
+def timed(classifier, items, batch: int = 16) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(items), batch):
+        classifier.predict(items[i : i + batch])
+    return (time.perf_counter() - start) / len(items) * 1000
+
+
+def crop_share(classifier, items) -> float:
+    """Share of photos for which the cascade ran the crops (0 for a bundle without crops)."""
+    if not classifier.preprocess.crops:
+        return 0.0
+    prepared = [classifier.prepare(name, raw) for name, raw in items]
+    tensors = np.stack([p.tensor for p in prepared if hasattr(p, "tensor")])
+    logits, _ = classifier.run(tensors)
+    return float((~np.isnan(logits[:, 1:, 0]).all(axis=1)).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", required=True, help="the bundle to compare with (e.g. model 1.2.0)")
+    parser.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    models = {"shipped": create_model(args.model, galleries=None),
+              "baseline": create_model(args.baseline, galleries=None)}
+    items = photo_mix()
+    for clf in models.values():
+        timed(clf, items[:16])  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(args.rounds):
+        for kind, clf in models.items():
+            times[kind].append(timed(clf, items))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for kind, clf in models.items():
+        info = clf.model_info()
+        print(f"{kind:9s} {info['name']} {info['version']}: {med[kind]:.1f} ms per photo "
+              f"(views {clf.preprocess.views}, crops run for {crop_share(clf, items):.0%} of the photos)")
+    print(f"photos: {len(items)} ({len(items) // 2} dev-ads, {len(items) - len(items) // 2} test split); "
+          f"{args.rounds} alternating rounds, 1 thread, batch 16")
+    print(f"shipped / baseline cost per photo: {med['shipped'] / med['baseline']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Listing scenes for training, and the real-ad evaluation's cross-validated thresholds."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training import devads, metrics
+from training.listing import cutout, listing_view, matte
+from vision.preprocess import load_image
+
+
+def test_a_studio_object_is_cut_out_tightly_and_a_field_photo_is_not(photo):
+    studio = load_image(photo("ivory_carving").read_bytes()).image
+    found = [matte(load_image(photo("ivory_carving", i).read_bytes()).image) for i in range(12)]
+    assert sum(f is not None for f in found) >= 3  # plain museum backdrops are cut out
+    alpha, (left, top, right, bottom) = next(f for f in found if f is not None)
+    a = np.asarray(alpha) / 255.0
+    assert 0.2 < a.mean() < 0.98 and a.shape == (bottom - top, right - left)
+    assert a[a.shape[0] // 2, a.shape[1] // 2] > 0.5 or a.mean() > 0.4  # the object, not the backdrop
+    rgba = cutout(studio)
+    assert rgba is None or rgba.mode == "RGBA"
+    field = load_image(photo("snake_live").read_bytes()).image  # a snake in leaves has no plain backdrop
+    assert matte(field) is None
+
+
+def test_listing_views_are_deterministic_and_put_the_photo_in_a_listing_scene(photo):
+    img = load_image(photo("ivory_carving", 3).read_bytes()).image
+    a, how_a = listing_view(img, "key", 1)
+    b, _ = listing_view(img, "key", 1)
+    c, _ = listing_view(img, "key", 2)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    assert how_a in ("pasted", "collage")
+    small = np.asarray(img.resize((32, 32), Image.Resampling.BILINEAR), dtype=float)
+    assert np.abs(np.asarray(a.resize((32, 32), Image.Resampling.BILINEAR), dtype=float) - small).mean() > 10
+
+
+def test_cross_validation_never_judges_a_photo_with_its_own_threshold():
+    groups = [f"g{i}" for i in range(200)]
+    folds = np.array([devads.fold_of(g) for g in groups])
+    positives = np.arange(200) % 2 == 0
+    # fold 0's positives score low: a threshold fitted with them would flag them, one from
+    # the other folds (where positives score 0.9) must not
+    scores = np.where(positives, np.where(folds == 0, 0.3, 0.9), 0.1)
+    flags, thresholds = devads.cross_validated_flags(scores, positives, groups)
+    assert not flags[(folds == 0) & positives].any()
+    assert flags[(folds != 0) & positives].all() and not flags[~positives].any()
+    assert len(thresholds) == devads.FOLDS
+    assert devads.best_threshold(scores, positives) == pytest.approx(0.3)  # in-sample: all positives in
+
+
+def test_groups_keep_to_one_fold_and_best_threshold_respects_the_precision_floor():
+    assert devads.fold_of("abc") == devads.fold_of("abc")
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    positives = np.array([True, True, False, True, False, True])
+    # F1 is best at 0.4 (P 4/6) but precision >= 0.85 only holds down to 0.8
+    assert devads.best_threshold(scores, positives, min_precision=0.85) == pytest.approx(0.8)
+    assert devads.best_threshold(scores, positives, min_precision=0.0) == pytest.approx(0.4)
+
+
+def test_roc_auc_counts_ties_half():
+    assert metrics.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert metrics.roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == pytest.approx(0.5)

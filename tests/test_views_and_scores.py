@@ -1,0 +1,79 @@
+"""Model 2's decision rule: one-vs-rest scores, whole photo + crops with a cascade, the
+"possible match" band. Checked against a numpy oracle of the tiny model on real pixels."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.tiny_model import TINY_LABELS, make_tiny_bundle, tiny_logits
+from vision.bundle import BundleConfig
+from vision.errors import BundleError
+from vision.preprocess import PreprocessConfig, load_for_model, to_model_views
+from vision.runtime import Classifier
+
+CROPS = ((0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0))
+IVORY, CORAL = TINY_LABELS.index("ivory"), TINY_LABELS.index("reef_coral")
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def corner_photo(photo) -> bytes:
+    """A dark listing-like frame with a real ivory photo in its top-left quarter."""
+    canvas = Image.new("RGB", (256, 256), (20, 20, 30))
+    canvas.paste(Image.open(photo("ivory_carving")).convert("RGB").resize((128, 128)), (0, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_views_are_the_whole_photo_and_each_crop(photo):
+    cfg = PreprocessConfig(input_size=32, crops=CROPS)
+    tensor, decoded = load_for_model(corner_photo(photo), cfg)
+    assert tensor.shape == (3, 3, 32, 32) == cfg.input_shape()
+    img = decoded.image
+    expected = to_model_views(img.crop((0, 0, img.width // 2, img.height // 2)), PreprocessConfig(input_size=32))
+    assert np.allclose(tensor[1], expected, atol=1e-6)
+    assert tensor[1].mean() > tensor[0].mean() > tensor[2].mean()  # the bright object is in crop 1 only
+    assert cfg.decode_size == 64  # a half-size crop still gets the model's resolution
+    with pytest.raises(ValueError, match="crop"):
+        PreprocessConfig(crops=((0.5, 0.0, 0.4, 1.0),))
+
+
+@pytest.mark.parametrize("crops_from, crops_run", [(0.0, True), (0.9999, False)])
+def test_object_scores_take_the_best_view_when_the_cascade_runs_crops(tmp_path, photo, crops_from, crops_run):
+    path = make_tiny_bundle(tmp_path, crops=CROPS, score_mode="sigmoid", object_labels=["ivory"],
+                            crops_from=crops_from, thresholds={"ivory": 0.9999, "reef_coral": 0.9999})
+    clf = Classifier.from_path(path, galleries=None)
+    data = corner_photo(photo)
+    tensor = load_for_model(data, clf.preprocess)[0]
+    [result] = clf.predict([("corner.png", data)])
+    views = sigmoid(tiny_logits(tensor))  # V x C, the oracle
+    ivory = views[:, IVORY].max() if crops_run else views[0, IVORY]
+    assert result.scores["ivory"] == pytest.approx(ivory, abs=1e-5)
+    assert result.scores["reef_coral"] == pytest.approx(views[0, CORAL], abs=1e-5)  # not an object: whole photo
+    logits, _ = clf.run(tensor[None])
+    assert np.isnan(logits[0, 1:]).all() != crops_run  # crops not needed are never computed
+
+
+def test_possible_match_band_below_the_threshold(tmp_path, photo):
+    data = corner_photo(photo)
+    base = make_tiny_bundle(tmp_path / "a", score_mode="sigmoid", possible_ratio=0.5)
+    score = Classifier.from_path(base, galleries=None).predict([("p", data)])[0].scores["ivory"]
+    band = make_tiny_bundle(tmp_path / "b", score_mode="sigmoid", possible_ratio=0.5,
+                            thresholds={"ivory": min(0.99, score / 0.75), "reef_coral": 0.99})
+    [result] = Classifier.from_path(band, galleries=None).predict([("p", data)])
+    assert not result.flagged and result.possible == "ivory"
+    none = make_tiny_bundle(tmp_path / "c", score_mode="sigmoid", possible_ratio=0.5,
+                            thresholds={"ivory": min(0.999, score / 0.4), "reef_coral": 0.99})
+    assert Classifier.from_path(none, galleries=None).predict([("p", data)])[0].possible is None
+
+
+def test_bundle_refuses_a_bad_rule():
+    with pytest.raises(BundleError, match="score_mode"):
+        BundleConfig(name="x", version="1", labels=["ivory"], score_mode="tanh")
+    with pytest.raises(BundleError, match="object_labels"):
+        BundleConfig(name="x", version="1", labels=["ivory"], object_labels=["snake"])

@@ -1,0 +1,95 @@
+"""Compare model 2 variants on the real sale posts (dev-ads) and validation, from cached features.
+
+    python -m training.compare --arch tf_efficientnet_lite2 --listing-views 1 --hidden 1024 --epochs 60
+
+Trains the heads of one variant (:mod:`training.heads`), then prints one JSON row per way of
+using the views: ``whole`` (the whole photo only) and ``crops`` (whole + every crop, object
+classes at their best view). Each row has the ivory ranking on dev-ads (AUC), the
+cross-validated precision / recall / F1 of the ivory threshold (post groups kept
+together), the false flags on the not-ivory photos at the in-sample threshold, and the
+validation wildlife macro-F1 of the top label in the clean, ad-style and listing-scene
+views. The model card's selection table is made of these rows (``--append FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vision.taxonomy import get_category
+
+from . import data, devads, metrics
+from .heads import (EVAL_VIEWS, OBJECT_LABELS, FeatureSource, HeadsConfig, aggregate, crop_views, dev_ads,
+                    fit_heads, fit_temperature, head_logits, listing_mask, ovr_thresholds, sigmoid, targets_matrix,
+                    train_views, views_of)
+
+
+def compare(cfg: HeadsConfig) -> list[dict]:
+    """The rows for one variant (see the module docstring)."""
+    src = FeatureSource(cfg, progress=False)
+    labels = src.labels
+    wildlife = np.array([get_category(lab).is_wildlife for lab in labels])
+    objects = np.array([lab in OBJECT_LABELS for lab in labels])
+    train_ex, val_ex = data.load_split("train"), data.load_split("val")
+    views = train_views(cfg)
+    x = src("train", views_of(train_ex, views))
+    y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
+    rows = np.concatenate([np.arange(len(train_ex)) + i * len(train_ex)
+                           for i, v in enumerate(views) if v.kind == "listing"] or [np.zeros(0, int)])
+    head = fit_heads(x, y, cfg, listing_mask(y, rows, labels))
+    yv1 = targets_matrix(val_ex, labels)
+    lv = head_logits(head, src("val", views_of(val_ex, list(EVAL_VIEWS))))
+    temperature = fit_temperature(lv, np.tile(yv1, (len(EVAL_VIEWS), 1)))
+    pv = sigmoid(lv / temperature)
+    thresholds = ovr_thresholds(pv, np.tile(yv1, (len(EVAL_VIEWS), 1)), labels, wildlife)
+    wild_labels = [lab for lab in labels if get_category(lab).is_wildlife]
+    val = [round(metrics.macro_f1(metrics.per_class(yv1.argmax(1), part.argmax(1), labels), wild_labels), 4)
+           for part in np.split(pv, len(EVAL_VIEWS))]
+    ads = [ex for ex in dev_ads() if ex.cls in ("ivory", "not_ivory")]
+    n = 1 + len(cfg.crops)
+    dp = sigmoid(head_logits(head, src("dev-ads", views_of(ads, crop_views(len(cfg.crops))))) / temperature)
+    dp = dp.reshape(n, len(ads), len(labels))
+    positives = np.array([ex.cls == "ivory" for ex in ads])
+    ivory = labels.index("ivory")
+    out = []
+    for mode, run_crops in (("whole photo", np.zeros(len(ads), bool)), ("whole + crops", np.ones(len(ads), bool))):
+        p = aggregate(dp, objects, run_crops)
+        score = p[:, ivory]
+        flags, _ = devads.cross_validated_flags(score, positives, [ex.source for ex in ads])
+        cv = devads.prf(flags, positives)
+        thr = np.array([thresholds.get(lab, 1.0) for lab in labels])
+        thr[ivory] = devads.best_threshold(score, positives)
+        false = (wildlife & (p >= thr)).any(1)[~positives].mean()
+        out.append({"arch": cfg.arch, "head": f"MLP {cfg.hidden}" if cfg.hidden else "linear",
+                    "listing_views": cfg.listing_views, "ad_views": cfg.ad_views, "epochs": cfg.epochs, "views": mode,
+                    "auc": round(metrics.roc_auc(score, positives), 4), "cv_precision": round(cv["precision"], 4),
+                    "cv_recall": round(cv["recall"], 4), "cv_f1": round(cv["f1"], 4),
+                    "false_flags": round(float(false), 4), "val": val})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arch", default="tf_efficientnet_lite0")
+    p.add_argument("--listing-views", type=int, default=2)
+    p.add_argument("--ad-views", type=int, default=1)
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--append", type=Path, help="append the rows to this JSON list")
+    args = p.parse_args(argv)
+    cfg = HeadsConfig(arch=args.arch, listing_views=args.listing_views, ad_views=args.ad_views,
+                      hidden=args.hidden, epochs=args.epochs)
+    rows = compare(cfg)
+    for row in rows:
+        print(json.dumps(row))
+    if args.append:
+        old = json.loads(args.append.read_text()) if args.append.exists() else []
+        args.append.write_text(json.dumps(old + rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

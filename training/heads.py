@@ -1,0 +1,416 @@
+"""Model 2 recipe: a frozen ImageNet trunk + one-vs-rest heads, chosen on real listing photos.
+
+Fine-tuning on studio photos did not help on real ads (model 1.2.0: 0.925 on the test
+split, ivory recall 0.20 on real sale posts), so the trunk stays as ImageNet trained it
+and only a linear one-vs-rest (sigmoid) head is learnt, on cached pooled features of
+every training photo clean, ad-style and as listing scenes (:mod:`training.listing`).
+Sigmoid scores mean that a background class (goods_other) cannot take the score of an
+ivory object in a busy photo.
+
+``wildscan train --recipe heads`` writes a run folder that ``wildscan export`` reads like
+any other (``cut`` = every block: the trunk is the whole network up to pooling).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from vision.preprocess import PreprocessConfig
+from vision.taxonomy import get_category
+
+from . import data
+from .features import ViewSpec, cached_features
+from .model import build
+
+log = logging.getLogger(__name__)
+
+# The whole photo's five 60 % crops: four corners and the centre.
+FIVE_CROPS = ((0.0, 0.0, 0.6, 0.6), (0.4, 0.0, 1.0, 0.6), (0.0, 0.4, 0.6, 1.0), (0.4, 0.4, 1.0, 1.0),
+              (0.2, 0.2, 0.8, 0.8))
+STAGES = {"tf_efficientnet_lite0": 7, "tf_efficientnet_lite1": 7, "tf_efficientnet_lite2": 7}
+INPUT_SIZE = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
+
+
+@dataclass
+class HeadsConfig:
+    """The model 2 recipe; saved as ``config.json`` (read by ``wildscan export`` too)."""
+
+    name: str = "efficientnet_lite0.wildtrade_v1"
+    arch: str = "tf_efficientnet_lite0"
+    ad_views: int = 1  # seeded ad-style training views per photo, besides the clean one
+    listing_views: int = 2  # listing scenes per training photo
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    class_weight_power: float = 0.5
+    hidden: int = 0  # 0: a linear head; >0: one hidden ReLU layer of this width
+    head_dropout: float = 0.5  # on the features and the hidden layer (hidden > 0 only)
+    crops: list = field(default_factory=lambda: [list(c) for c in FIVE_CROPS])
+    seed: int = 17
+    workers: int = 2
+    out_dir: str = "runs"
+    cache_dir: str = "runs/cache"
+
+    @property
+    def cut(self) -> int:
+        return STAGES[self.arch]
+
+    def preprocess(self, crops: bool = True) -> PreprocessConfig:
+        size = INPUT_SIZE[self.arch]
+        return PreprocessConfig(input_size=size, crops=tuple(map(tuple, self.crops)) if crops else ())
+
+    def run_dir(self) -> Path:
+        p = Path(self.out_dir)
+        return (p if p.is_absolute() else data.REPO / p) / self.name
+
+    def to_run_config(self) -> dict:
+        """``config.json``: the recipe plus the fields ``training.train.TrainConfig`` reads."""
+        return {**asdict(self), "cut": self.cut, "cut_layer": 0, "preprocess": self.preprocess().to_dict(),
+                "train_views": self.ad_views + self.listing_views, "dropout": 0.0}
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "HeadsConfig":
+        raw = {**json.loads(Path(path).read_text()), **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+
+class Embedder(nn.Module):
+    """The frozen network up to the pooled embedding (what the heads read)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.top(self.net.trunk(x))[1]
+
+
+def export_embedder(net: nn.Module, size: int, path: Path) -> Path:
+    """The embedder as ONNX (input ``image``), for the feature cache's worker processes."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(Embedder(net).eval(), (torch.zeros(2, 3, size, size),), str(path), input_names=["image"],
+                      output_names=["embedding"], dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    return path
+
+
+# --- features -----------------------------------------------------------------------------
+
+class FeatureSource:
+    """Cached pooled features of photo views for one trunk."""
+
+    def __init__(self, cfg: HeadsConfig, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.labels = data.classes()
+        self.net = build(cfg.arch, len(self.labels), cfg.cut, pretrained=True, dropout=0.0).eval()
+        cache = Path(cfg.cache_dir)
+        self.cache = cache if cache.is_absolute() else data.REPO / cache
+        self.onnx = self.cache / f"embedder-{cfg.arch}.onnx"
+
+    def __call__(self, name: str, items: list[tuple[data.Example, ViewSpec]]) -> np.ndarray:
+        """float32 N x D features of ``(example, view)`` items, computed once and cached."""
+        pre = self.cfg.preprocess(crops=True)
+        factory = lambda: export_embedder(self.net, pre.input_size, self.onnx)  # noqa: E731
+        feats = cached_features(self.cache, name, items, factory, self.cfg.arch, "pooled", pre,
+                                workers=self.cfg.workers, progress=self.progress)
+        return feats.astype(np.float32)
+
+
+def dev_ads(root: Path | None = None) -> list[data.Example]:
+    """The labelled real sale-post photos (``dev-ads/``) as examples: ``cls`` is the photo's
+    label (``ivory``, ``not_ivory``, ``unsure``, ``wildlife_other``), ``source`` its group."""
+    root = root or data.shared_data_dir()
+    rows = data.read_csv(root / "dev-ads" / "labels.csv")
+    return [data.Example(r["sha256"], f"dev-ads/{r['path']}", r["label"], r["label"], "dev", 0, "", r["group"])
+            for r in rows]
+
+
+def views_of(examples: list[data.Example], views: list[ViewSpec]) -> list[tuple[data.Example, ViewSpec]]:
+    return [(ex, v) for v in views for ex in examples]
+
+
+def train_views(cfg: HeadsConfig) -> list[ViewSpec]:
+    return ([ViewSpec("clean")] + [ViewSpec("train", s) for s in range(1, cfg.ad_views + 1)]
+            + [ViewSpec("listing", s) for s in range(1, cfg.listing_views + 1)])
+
+
+EVAL_VIEWS = (ViewSpec("clean"), ViewSpec("ad"), ViewSpec("listing", 0))
+
+
+def crop_views(n: int) -> list[ViewSpec]:
+    return [ViewSpec("clean")] + [ViewSpec("crop", k) for k in range(1, n + 1)]
+
+
+# --- the heads ----------------------------------------------------------------------------
+
+def targets_matrix(examples: list[data.Example], labels: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(labels)}
+    y = np.zeros((len(examples), len(labels)), np.float32)
+    y[np.arange(len(examples)), [index[ex.cls] for ex in examples]] = 1.0
+    return y
+
+
+def make_head(in_dim: int, n: int, hidden: int = 0, dropout: float = 0.0) -> nn.Module:
+    """A linear head, or with ``hidden`` one hidden ReLU layer (dropout on its inputs)."""
+    if not hidden:
+        return nn.Linear(in_dim, n)
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, n))
+
+
+def first_linear(head: nn.Module) -> nn.Linear:
+    return head if isinstance(head, nn.Linear) else next(m for m in head.modules() if isinstance(m, nn.Linear))
+
+
+def fit_heads(x: np.ndarray, y: np.ndarray, cfg: HeadsConfig, mask: np.ndarray | None = None) -> nn.Module:
+    """A linear one-vs-rest head (binary cross-entropy per label) on features ``x``.
+
+    Rows are weighted by their class's count ** -``class_weight_power``; ``mask`` (same
+    shape as ``y``) zeroes loss entries that are unknown (a listing scene's background).
+    """
+    torch.manual_seed(cfg.seed)
+    counts = y.sum(0)
+    row_w = (np.maximum(counts, 1) ** -cfg.class_weight_power)[y.argmax(1)]
+    row_w = row_w / row_w.mean()
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mean) / std)
+    yt, wt = torch.from_numpy(y), torch.from_numpy(row_w.astype(np.float32))
+    mt = torch.from_numpy(mask if mask is not None else np.ones_like(y))
+    head = make_head(x.shape[1], y.shape[1], cfg.hidden, cfg.head_dropout)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * -(-len(x) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    head.train()
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+            loss = (loss_fn(head(xt[idx]), yt[idx]) * mt[idx]).sum(1) * wt[idx]
+            opt.zero_grad()
+            loss.mean().backward()
+            opt.step()
+            sched.step()
+    # fold the standardisation into the first layer: W (x - mean) / std + b
+    layer = first_linear(head)
+    with torch.no_grad():
+        w = layer.weight / torch.from_numpy(std)
+        layer.bias -= (w * torch.from_numpy(mean)).sum(1)
+        layer.weight.copy_(w)
+    return head.eval()
+
+
+def head_logits(head: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return head(torch.from_numpy(np.asarray(x, np.float32))).numpy()
+
+
+def save_run(cfg: HeadsConfig, net: nn.Module, head: nn.Module, calibration: dict) -> Path:
+    """Write ``config.json``, ``top.pt`` (pretrained head conv + the new head) and
+    ``calibration.json`` so that ``wildscan export`` can build the bundle."""
+    run_dir = cfg.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    net.top.classifier = head
+    torch.save(net.top.state_dict(), run_dir / "top.pt")
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_run_config(), indent=2) + "\n")
+    (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+    return run_dir
+
+
+def with_crops(pre: PreprocessConfig, crops) -> PreprocessConfig:
+    return replace(pre, crops=tuple(map(tuple, crops)))
+
+
+# --- calibration and the decision rule ------------------------------------------------------
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the mean binary cross-entropy over every label (log grid)."""
+    def bce(t: float) -> float:
+        p = np.clip(sigmoid(logits / t), 1e-7, 1 - 1e-7)
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(4.0), 81))
+    return round(float(min(grid, key=bce)), 4)
+
+
+def listing_mask(y: np.ndarray, rows: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Loss mask: on listing-scene rows, the classes of the listing photos themselves are
+    unknown (the scene is a marketplace photo with the object in it), so they carry no loss."""
+    from .listing import BACKGROUND_LABELS
+
+    mapping = data.load_mapping()
+    background = {mapping[f][0] for f in BACKGROUND_LABELS}
+    mask = np.ones_like(y)
+    cols = [labels.index(c) for c in background if c in labels]
+    sub = mask[rows]
+    sub[:, cols] = 0.0
+    mask[rows] = np.maximum(sub, y[rows])
+    return mask
+
+
+def ovr_thresholds(probs: np.ndarray, y: np.ndarray, labels: list[str], wildlife: np.ndarray, *,
+                   target_precision: float = 0.95, floor: float = 0.5, max_false_flag: float = 0.002,
+                   ) -> dict[str, float]:
+    """Per wildlife label: the lowest threshold whose precision (that label against every
+    other photo) reaches ``target_precision``, raised to ``floor`` and to the score that keeps
+    the label's false flags on non-wildlife photos at ``max_false_flag`` or below, so that an
+    easy class can never be given a threshold at false-flag levels."""
+    negatives = ~(y[:, wildlife].any(1))
+    out = {}
+    for k, label in enumerate(labels):
+        if not wildlife[k]:
+            continue
+        s, pos = probs[:, k], y[:, k] > 0
+        order = np.argsort(-s, kind="stable")
+        tp = np.cumsum(pos[order])
+        precision = tp / np.arange(1, len(s) + 1)
+        ok = np.flatnonzero(precision >= target_precision)
+        t = float(s[order][ok.max()]) if len(ok) else float(s[order][int(np.argmax(precision))])
+        neg = np.sort(s[negatives])[::-1]
+        fpr_t = float(neg[int(max_false_flag * len(neg))]) + 1e-6 if len(neg) else 0.0
+        out[label] = round(min(0.99, max(t, floor, fpr_t)), 4)
+    return out
+
+
+def aggregate(views: np.ndarray, objects: np.ndarray, run_crops: np.ndarray) -> np.ndarray:
+    """Scores per photo from ``views`` (V x N x C; view 0 the whole photo): object labels the
+    maximum over the views where ``run_crops``, every other label the whole photo's."""
+    best = np.where(run_crops[:, None], views.max(0), views[0])
+    return np.where(objects, best, views[0])
+
+
+# --- the run --------------------------------------------------------------------------------
+
+# Object labels: scored by their maximum over the whole photo and its crops (a small carving
+# in a cluttered listing photo). Live animals keep the whole photo's score: crops of wide
+# scenes raised their false flags and, with re-chosen thresholds, cut snake recall.
+OBJECT_LABELS = ("ivory", "reptile_skin_product", "ceramic_porcelain", "figurine", "antique", "jewellery",
+                 "leather_goods", "toy")
+MAX_CROP_FRACTION = 0.2  # the cascade runs crops for at most this share of validation photos: <= 2x cost
+# The ivory threshold chosen on real ads is never lower than the score at which ivory would
+# flag more than this share of the validation look-alike and ordinary photos (carvings,
+# figurines, ceramics, antiques: the hard negatives), all views and crops included.
+IVORY_MAX_FALSE_FLAG = 0.05
+POSSIBLE_RATIO = 0.5
+
+
+def _limited(examples: list[data.Example], limit: int) -> list[data.Example]:
+    if not limit:
+        return examples
+    seen: dict[str, int] = {}
+    out = []
+    for ex in examples:
+        if seen.get(ex.cls, 0) < limit:
+            seen[ex.cls] = seen.get(ex.cls, 0) + 1
+            out.append(ex)
+    return out
+
+
+def choose_crops_from(whole: np.ndarray, objects: np.ndarray, flagged: np.ndarray,
+                      max_fraction: float = MAX_CROP_FRACTION) -> float:
+    """The lowest wildlife-object score (``objects``: those labels) from which crops are run
+    such that at most ``max_fraction`` of the photos (scores ``whole``, N x C) need them."""
+    best = np.where(flagged, -1.0, whole[:, objects].max(1))
+    for c in np.round(np.arange(0.02, 1.0, 0.01), 2):
+        if (best >= c).mean() <= max_fraction:
+            return float(c)
+    return 1.0
+
+
+def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Path:
+    """Train the heads, calibrate, choose the decision rule; returns the run folder."""
+    torch.set_num_threads(max(1, cfg.workers))
+    src = FeatureSource(cfg, progress)
+    labels = src.labels
+    train_ex = _limited(data.load_split("train"), limit_per_class)
+    views = train_views(cfg)
+    x = src("train" if not limit_per_class else "train-small", views_of(train_ex, views))
+    y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
+    listing_rows = np.concatenate([np.arange(len(train_ex)) + i * len(train_ex)
+                                   for i, v in enumerate(views) if v.kind == "listing"] or [np.zeros(0, int)])
+    head = fit_heads(x, y, cfg, listing_mask(y, listing_rows, labels))
+    calibration = choose_rule(cfg, src, head, limit_per_class)
+    calibration.update(train_photos=len(train_ex), train_views=len(x))
+    return save_run(cfg, src.net, head, calibration)
+
+
+def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> dict:
+    """Calibrate ``head`` and choose the decision rule (``calibration.json``'s content).
+
+    Temperature and the thresholds of every wildlife class but ivory come from validation
+    photos in all three views (clean, ad-style, listing scene; :func:`ovr_thresholds`);
+    the crop cascade's start from validation cost; the ivory threshold from the real sale
+    posts (``dev-ads``; reported through cross-validation by :mod:`training.devads`).
+    """
+    from . import devads
+
+    labels = src.labels
+    wildlife = np.array([get_category(lab).is_wildlife for lab in labels])
+    objects = np.array([lab in OBJECT_LABELS for lab in labels])
+    val_ex = _limited(data.load_split("val"), limit_per_class)
+    yv = np.tile(targets_matrix(val_ex, labels), (len(EVAL_VIEWS), 1))
+    lv = head_logits(head, src("val" if not limit_per_class else "val-small", views_of(val_ex, list(EVAL_VIEWS))))
+    temperature = fit_temperature(lv, yv)
+    pv = sigmoid(lv / temperature)
+    thresholds = ovr_thresholds(pv, yv, labels, wildlife)
+    thr = np.array([thresholds.get(lab, 1.0) for lab in labels])
+    crops_from = choose_crops_from(pv, objects & wildlife, (wildlife & (pv >= thr)).any(1))
+
+    ads = [ex for ex in dev_ads() if ex.cls in ("ivory", "not_ivory")]
+    ads = ads[: 4 * limit_per_class] if limit_per_class else ads
+    n_views = 1 + len(cfg.crops)
+    dx = src("dev-ads" if not limit_per_class else "dev-ads-small", views_of(ads, crop_views(len(cfg.crops))))
+    dp = sigmoid(head_logits(head, dx) / temperature).reshape(n_views, len(ads), len(labels))
+    run_crops = cascade(dp[0], wildlife, objects, thr, crops_from)
+    scores = aggregate(dp, objects, run_crops)
+    positives = np.array([ex.cls == "ivory" for ex in ads])
+    ivory = labels.index("ivory")
+    floor = ivory_floor(cfg, src, head, temperature, val_ex, wildlife, objects, thr, crops_from, limit_per_class)
+    thresholds["ivory"] = round(max(floor, devads.best_threshold(scores[:, ivory], positives)), 4)
+    cv_flags, fold_thresholds = devads.cross_validated_flags(scores[:, ivory], positives, [ex.source for ex in ads],
+                                                             floor=floor)
+    return {
+        "labels": labels, "temperature": temperature, "thresholds": thresholds, "score_mode": "sigmoid",
+        "object_labels": [lab for lab in labels if lab in OBJECT_LABELS], "crops_from": crops_from,
+        "possible_ratio": POSSIBLE_RATIO,
+        "val_crop_fraction": float(cascade(pv, wildlife, objects, thr, crops_from).mean()),
+        "dev_ads_crop_fraction": float(run_crops.mean()),
+        "dev_ads_cross_validated": {**devads.prf(cv_flags, positives), "fold_thresholds": fold_thresholds},
+        "ivory_floor": round(floor, 4),
+        "val_photos": len(val_ex),
+    }
+
+
+def ivory_floor(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, temperature: float,
+                val_ex: list[data.Example], wildlife: np.ndarray, objects: np.ndarray, thr: np.ndarray,
+                crops_from: float, limit_per_class: int = 0) -> float:
+    """The lowest ivory threshold at which ivory flags at most ``IVORY_MAX_FALSE_FLAG`` of the
+    non-wildlife validation photos, scored as shipped (whole photo + crops by the cascade)."""
+    negatives = [ex for ex in val_ex if not get_category(ex.cls).is_wildlife]
+    name = "val-neg-crops" if not limit_per_class else "val-neg-crops-small"
+    views = crop_views(len(cfg.crops))
+    p = sigmoid(head_logits(head, src(name, views_of(negatives, views))) / temperature)
+    p = p.reshape(len(views), len(negatives), -1)
+    scores = aggregate(p, objects, cascade(p[0], wildlife, objects, thr, crops_from))[:, src.labels.index("ivory")]
+    return float(np.quantile(scores, 1 - IVORY_MAX_FALSE_FLAG)) + 1e-4
+
+
+def cascade(whole: np.ndarray, wildlife: np.ndarray, objects: np.ndarray, thr: np.ndarray, crops_from: float
+            ) -> np.ndarray:
+    """Which photos the crops run for (as :meth:`vision.runtime.Classifier.needs_crops`): not
+    flagged on the whole photo, and a wildlife object score at ``crops_from`` or above."""
+    flagged = (wildlife & (whole >= thr)).any(1)
+    return ~flagged & (whole[:, objects & wildlife].max(1) >= crops_from)

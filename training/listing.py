@@ -1,0 +1,141 @@
+"""Listing scenes: put catalogue objects into real listing photos, for training and evaluation.
+
+Every wildlife photo in the shared data is a studio, field or survey shot and every
+real ad photo is a negative, so a model can learn "looks like a listing -> not wildlife".
+:func:`listing_view` breaks that shortcut: it cuts the object out of a studio photo (a
+tight matte from the plain backdrop, no halo), pastes it into a real listing photo from
+the training split (marketplace ads, phone photos of clothes and leather goods, antique
+shops) at 10-40 % of the frame, with a contact shadow, a colour cast towards the scene,
+phone blur and JPEG; sometimes twice. Photos whose background is not plain (animals in
+the field, reef patches) become collages with listing photos instead. Look-alike
+objects get exactly the same treatment as wildlife, so "pasted" or "listing" never
+means one answer. Deterministic for a given ``(key, seed)``.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from vision.preprocess import load_image
+
+from . import data
+
+# Fine labels whose real photos are listing scenes: the backgrounds objects are put into.
+BACKGROUND_LABELS = ("marketplace_photo", "clothing_secondhand", "antique_object", "leather_goods")
+BORDER = 0.04  # the outer band read as backdrop, as a fraction of the short side
+
+
+def matte(img: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]] | None:
+    """``(alpha, box)``: an ``L`` matte of the object on a plain studio backdrop, cropped to
+    the object's box (left, top, right, bottom), or ``None`` when the backdrop is not plain
+    or the object fills (or misses) the frame."""
+    a = np.asarray(img.convert("RGB"), dtype=np.float32)
+    h, w, _ = a.shape
+    b = max(2, int(min(h, w) * BORDER))
+    border = np.concatenate([a[:b].reshape(-1, 3), a[-b:].reshape(-1, 3), a[:, :b].reshape(-1, 3), a[:, -b:].reshape(-1, 3)])
+    backdrop = np.median(border, axis=0)
+    spread = float(np.percentile(np.linalg.norm(border - backdrop, axis=1), 90))
+    if spread > 40:
+        return None
+    distance = np.linalg.norm(a - backdrop, axis=2)
+    mask = Image.fromarray(((distance > max(28.0, 2.0 * spread)) * 255).astype(np.uint8), "L")
+    mask = mask.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.MinFilter(5))  # close small gaps
+    mask = mask.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3))  # drop specks
+    m = np.asarray(mask) > 127
+    if not 0.05 < m.mean() < 0.85:
+        return None
+    ys, xs = np.nonzero(m)
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return mask.filter(ImageFilter.GaussianBlur(1.0)).crop(box), box
+
+
+def cutout(img: Image.Image) -> Image.Image | None:
+    """The object as an RGBA image with a tight matte, or ``None`` (see :func:`matte`)."""
+    found = matte(img)
+    if found is None:
+        return None
+    alpha, box = found
+    rgba = img.convert("RGB").crop(box).convert("RGBA")
+    rgba.putalpha(alpha)
+    return rgba
+
+
+@lru_cache(maxsize=1)
+def background_paths() -> tuple[str, ...]:
+    """Training-split listing photos (paths relative to the shared data), in a fixed order."""
+    return tuple(sorted(ex.path for ex in data.load_split("train") if ex.fine_label in BACKGROUND_LABELS))
+
+
+def _background(rng: random.Random) -> Image.Image:
+    paths = background_paths()
+    return load_image((data.shared_data_dir() / rng.choice(paths)).read_bytes()).image
+
+
+def paste(scene: Image.Image, obj: Image.Image, rng: random.Random) -> Image.Image:
+    """Paste an RGBA ``obj`` into ``scene`` at 10-40 % of its area, with shadow and colour cast."""
+    sw, sh = scene.size
+    area = rng.uniform(0.10, 0.40) * sw * sh
+    scale = min((area / (obj.width * obj.height)) ** 0.5, 0.95 * sw / obj.width, 0.95 * sh / obj.height)
+    size = (max(8, int(obj.width * scale)), max(8, int(obj.height * scale)))
+    obj = obj.resize(size, Image.Resampling.BICUBIC)
+    if rng.random() < 0.5:
+        obj = obj.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    x = rng.randint(0, sw - size[0])
+    y = rng.randint(min(sh - size[1], int(0.25 * (sh - size[1]))), sh - size[1])  # on tables, shelves, laps
+    rgb = np.asarray(obj.convert("RGB"), dtype=np.float32)
+    cast = np.asarray(scene, dtype=np.float32).reshape(-1, 3).mean(0) / max(1.0, rgb.reshape(-1, 3).mean())
+    strength = rng.uniform(0.0, 0.35)
+    rgb = np.clip(rgb * ((1 - strength) + strength * cast / max(cast.mean(), 1e-3)), 0, 255)
+    colored = Image.fromarray(rgb.astype(np.uint8)).convert("RGBA")
+    colored.putalpha(obj.getchannel("A"))
+    out = scene.copy()
+    shadow_alpha = obj.getchannel("A").filter(ImageFilter.GaussianBlur(max(1.0, 0.05 * min(size))))
+    shadow_alpha = shadow_alpha.point(lambda v, k=rng.uniform(0.3, 0.6): int(v * k))
+    dx, dy = int(rng.uniform(-0.04, 0.04) * size[0]), int(rng.uniform(0.0, 0.06) * size[1])
+    out.paste(Image.new("RGB", size, (0, 0, 0)), (x + dx, y + dy), shadow_alpha)
+    out.paste(colored, (x, y), colored)
+    return out
+
+
+def collage(img: Image.Image, rng: random.Random) -> Image.Image:
+    """``img`` as one tile of a 2- to 4-tile collage whose other tiles are listing photos."""
+    tiles = [img] + [_background(rng) for _ in range(rng.choice((1, 2, 3)))]
+    rng.shuffle(tiles)
+    side = 224
+    if len(tiles) == 2:
+        layout = [(0, 0, side, side), (side, 0, side, side)]
+        canvas = Image.new("RGB", (2 * side, side), (255, 255, 255))
+    else:
+        layout = [(0, 0, side, side), (side, 0, side, side), (0, side, side, side), (side, side, side, side)]
+        canvas = Image.new("RGB", (2 * side, 2 * side), (255, 255, 255))
+    gap = rng.choice((0, 2, 4))
+    for tile, (x, y, w, h) in zip(tiles, layout):
+        canvas.paste(tile.resize((w - gap, h - gap), Image.Resampling.BILINEAR), (x, y))
+    return canvas
+
+
+def phone_finish(img: Image.Image, rng: random.Random) -> Image.Image:
+    """Phone blur and JPEG recompression."""
+    if rng.random() < 0.6:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=rng.randint(40, 90))
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def listing_view(img: Image.Image, key: str, seed: int) -> tuple[Image.Image, str]:
+    """A listing-scene view of ``img``; returns ``(view, how)`` with ``how`` one of
+    ``pasted`` (cut out and pasted into a listing photo) or ``collage``."""
+    rng = random.Random(f"listing|{key}|{seed}")
+    obj = cutout(img) if rng.random() < 0.8 else None
+    if obj is None:
+        return phone_finish(collage(img, rng), rng), "collage"
+    scene = _background(rng)
+    for _ in range(2 if rng.random() < 0.2 else 1):
+        scene = paste(scene, obj, rng)
+    return phone_finish(scene, rng), "pasted"
