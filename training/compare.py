@@ -23,8 +23,7 @@ from vision.taxonomy import get_category
 
 from . import data, devads, metrics
 from .heads import (EVAL_VIEWS, OBJECT_LABELS, FeatureSource, HeadsConfig, aggregate, crop_views, dev_ads,
-                    fit_heads, fit_temperature, head_logits, listing_mask, ovr_thresholds, sigmoid, targets_matrix,
-                    train_views, views_of)
+                    fit_temperature, head_logits, ovr_thresholds, sigmoid, targets_matrix, train_head, views_of)
 
 
 def compare(cfg: HeadsConfig) -> list[dict]:
@@ -33,13 +32,8 @@ def compare(cfg: HeadsConfig) -> list[dict]:
     labels = src.labels
     wildlife = np.array([get_category(lab).is_wildlife for lab in labels])
     objects = np.array([lab in OBJECT_LABELS for lab in labels])
-    train_ex, val_ex = data.load_split("train"), data.load_split("val")
-    views = train_views(cfg)
-    x = src("train", views_of(train_ex, views))
-    y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
-    rows = np.concatenate([np.arange(len(train_ex)) + i * len(train_ex)
-                           for i, v in enumerate(views) if v.kind == "listing"] or [np.zeros(0, int)])
-    head = fit_heads(x, y, cfg, listing_mask(y, rows, labels))
+    val_ex = data.load_split("val")
+    head = train_head(cfg, src)[0]
     yv1 = targets_matrix(val_ex, labels)
     lv = head_logits(head, src("val", views_of(val_ex, list(EVAL_VIEWS))))
     temperature = fit_temperature(lv, np.tile(yv1, (len(EVAL_VIEWS), 1)))

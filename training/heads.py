@@ -334,17 +334,21 @@ def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Pa
     """Train the heads, calibrate, choose the decision rule; returns the run folder."""
     torch.set_num_threads(max(1, cfg.workers))
     src = FeatureSource(cfg, progress)
-    labels = src.labels
+    head, photos, views = train_head(cfg, src, limit_per_class)
+    calibration = choose_rule(cfg, src, head, limit_per_class)
+    calibration.update(train_photos=photos, train_views=views)
+    return save_run(cfg, src.net, head, calibration)
+
+
+def train_head(cfg: HeadsConfig, src: FeatureSource, limit_per_class: int = 0) -> tuple[nn.Module, int, int]:
+    """The head fitted on every training view: ``(head, training photos, training views)``."""
     train_ex = _limited(data.load_split("train"), limit_per_class)
     views = train_views(cfg)
     x = src("train" if not limit_per_class else "train-small", views_of(train_ex, views))
-    y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
+    y = np.tile(targets_matrix(train_ex, src.labels), (len(views), 1))
     listing_rows = np.concatenate([np.arange(len(train_ex)) + i * len(train_ex)
                                    for i, v in enumerate(views) if v.kind == "listing"] or [np.zeros(0, int)])
-    head = fit_heads(x, y, cfg, listing_mask(y, listing_rows, labels))
-    calibration = choose_rule(cfg, src, head, limit_per_class)
-    calibration.update(train_photos=len(train_ex), train_views=len(x))
-    return save_run(cfg, src.net, head, calibration)
+    return fit_heads(x, y, cfg, listing_mask(y, listing_rows, src.labels)), len(train_ex), len(x)
 
 
 def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> dict:

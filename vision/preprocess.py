@@ -25,7 +25,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import ImageError
 
