@@ -101,7 +101,8 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         "listing-scene views together) reaches 0.95, raised to at least 0.5 and to the score that keeps that "
         "class's false flags on non-wildlife validation photos at 0.2 % or below (floors, so that an easy "
         "class cannot get a threshold at false-flag levels). Ivory: chosen on `dev-ads` (best F1 at "
-        "precision ≥ 0.85).",
+        "precision ≥ 0.85), never below the score at which ivory flags 5 % of the non-wildlife validation "
+        f"photos (look-alikes included): {td.get('ivory_floor', '—')}.",
         "",
         "| class | threshold |", "|---|---:|",
         *[f"| {k} | {v:.3f} |" for k, v in cfg.thresholds.items()],
