@@ -417,3 +417,19 @@ def test_pending_matches_items_by_id_when_the_folder_changes_between_walks(tmp_p
         assert store.register(first_walk) == (5, 0)
         pending = [item.item_id for item in store.pending(second_walk)]
     assert pending == [f"id{i}" for i in range(5)]
+
+
+def test_csv_output_never_carries_a_spreadsheet_formula(messy_folder, tiny_bundle, tmp_path):
+    """Crawled fields are untrusted: a title such as =HYPERLINK(...) must reach the CSV as text."""
+    hostile = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+               "\tindented", "\rreturn"]
+    ads = [{**ad, "title": hostile[i % len(hostile)], "seller": "=1+1"} for i, ad in enumerate(_ads(messy_folder))]
+    manifest = _write_manifest(ads, messy_folder / "hostile.jsonl")
+    out = tmp_path / "results.csv"
+    scan([str(manifest)], [out], model=str(tiny_bundle), workers=1)
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["title"] for r in rows] == ["'" + ad["title"] for ad in ads]
+    assert all(r["seller"] == "'=1+1" for r in rows)
+    for row in rows:  # nothing else in the file starts like a formula either
+        assert not any(str(v).startswith(("=", "+", "@", "\t", "\r")) for v in row.values()), row

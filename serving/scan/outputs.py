@@ -250,11 +250,18 @@ def _write_csv(tmp: Path, rows: Iterable[dict], info: Survey) -> None:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads such a cell as a formula
+
+
 def _csv_value(value):
+    """A CSV cell: JSON for nested values; text that a spreadsheet would run as a formula
+    (crawled titles, sellers, URLs are untrusted) gets a leading apostrophe, as on the page."""
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
     return value
 
 
