@@ -139,3 +139,32 @@ def listing_view(img: Image.Image, key: str, seed: int) -> tuple[Image.Image, st
     for _ in range(2 if rng.random() < 0.2 else 1):
         scene = paste(scene, obj, rng)
     return phone_finish(scene, rng), "pasted"
+
+
+def contact_sheet(out, per_class: int = 6, classes=("ivory", "figurine", "ceramic_porcelain", "reptile_skin_product",
+                                                    "snake", "taxidermy"), tile: int = 160):
+    """A PNG grid of listing scenes made from validation photos (rows: classes), for looking
+    at the synthesis. It holds the shared photos, so it is written outside the repository."""
+    from pathlib import Path
+
+    from PIL import ImageDraw
+
+    examples = data.load_split("val")
+    rows = [[ex for ex in examples if ex.cls == cls][::7][:per_class] for cls in classes]
+    sheet = Image.new("RGB", (per_class * tile, len(rows) * tile), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, row in enumerate(rows):
+        for c, ex in enumerate(row):
+            view, how = listing_view(load_image(ex.file().read_bytes()).image, ex.sha256, 0)
+            view.thumbnail((tile - 4, tile - 4))
+            sheet.paste(view, (c * tile + 2, r * tile + 2))
+            draw.text((c * tile + 4, r * tile + 4), f"{ex.cls} · {how}", fill="yellow")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return Path(out)
+
+
+if __name__ == "__main__":  # python -m training.listing OUT.png: a contact sheet of listing scenes
+    import sys
+
+    print(contact_sheet(sys.argv[1] if len(sys.argv) > 1 else "runs/listing_scenes.png"))
