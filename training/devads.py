@@ -92,15 +92,11 @@ def prf(flags: np.ndarray, positives: np.ndarray) -> dict:
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "flagged": int(flags.sum())}
 
 
-def evaluate(classifier: Classifier, ads: list[DevAd] | None = None, probs: np.ndarray | None = None) -> dict:
-    """dev-ads figures for a bundle at its shipped rule, plus cross-validated thresholds.
-
-    ``probs`` (aggregated scores, one row per scored photo) skips inference when given.
-    """
+def evaluate(classifier: Classifier, ads: list[DevAd] | None = None) -> dict:
+    """dev-ads figures for a bundle at its shipped rule, plus cross-validated thresholds."""
     ads = scored(ads if ads is not None else load())
-    if probs is None:
-        results = classifier.predict_files([a.path for a in ads])
-        probs = np.array([[r.scores[lab] for lab in classifier.labels] for r in results], dtype=np.float64)
+    results = classifier.predict_files([a.path for a in ads])
+    probs = np.array([[r.scores[lab] for lab in classifier.labels] for r in results], dtype=np.float64)
     labels = classifier.labels
     ivory = labels.index("ivory")
     positives = np.array([a.label == "ivory" for a in ads])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,10 @@ import torch
 import torch.nn as nn
 
 from vision.preprocess import PreprocessConfig
+from vision.runtime import best_view, needs_crops
 from vision.taxonomy import get_category
 
-from . import data
+from . import data, metrics
 from .features import ViewSpec, cached_features
 from .model import build
 
@@ -126,13 +127,15 @@ class FeatureSource:
         return feats.astype(np.float32)
 
 
-def dev_ads(root: Path | None = None) -> list[data.Example]:
-    """The labelled real sale-post photos (``dev-ads/``) as examples: ``cls`` is the photo's
-    label (``ivory``, ``not_ivory``, ``unsure``, ``wildlife_other``), ``source`` its group."""
-    root = root or data.shared_data_dir()
-    rows = data.read_csv(root / "dev-ads" / "labels.csv")
-    return [data.Example(r["sha256"], f"dev-ads/{r['path']}", r["label"], r["label"], "dev", 0, "", r["group"])
-            for r in rows]
+def dev_ads() -> list[data.Example]:
+    """The labelled real sale-post photos (:func:`training.devads.load`) as examples for the
+    feature cache: ``cls`` is the photo's label (``ivory``, ``not_ivory``, ``unsure``,
+    ``wildlife_other``), ``source`` its post group."""
+    from . import devads
+
+    root = data.shared_data_dir()
+    return [data.Example(ad.sha256, str(ad.path.relative_to(root)), ad.label, ad.label, "dev", 0, "", ad.group)
+            for ad in devads.load(root)]
 
 
 def views_of(examples: list[data.Example], views: list[ViewSpec]) -> list[tuple[data.Example, ViewSpec]]:
@@ -226,10 +229,6 @@ def save_run(cfg: HeadsConfig, net: nn.Module, head: nn.Module, calibration: dic
     return run_dir
 
 
-def with_crops(pre: PreprocessConfig, crops) -> PreprocessConfig:
-    return replace(pre, crops=tuple(map(tuple, crops)))
-
-
 # --- calibration and the decision rule ------------------------------------------------------
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -273,12 +272,8 @@ def ovr_thresholds(probs: np.ndarray, y: np.ndarray, labels: list[str], wildlife
     for k, label in enumerate(labels):
         if not wildlife[k]:
             continue
-        s, pos = probs[:, k], y[:, k] > 0
-        order = np.argsort(-s, kind="stable")
-        tp = np.cumsum(pos[order])
-        precision = tp / np.arange(1, len(s) + 1)
-        ok = np.flatnonzero(precision >= target_precision)
-        t = float(s[order][ok.max()]) if len(ok) else float(s[order][int(np.argmax(precision))])
+        s = probs[:, k]
+        t = metrics.threshold_at_precision(s, y[:, k] > 0, target_precision)
         neg = np.sort(s[negatives])[::-1]
         fpr_t = float(neg[int(max_false_flag * len(neg))]) + 1e-6 if len(neg) else 0.0
         out[label] = round(min(0.99, max(t, floor, fpr_t)), 4)
@@ -286,10 +281,12 @@ def ovr_thresholds(probs: np.ndarray, y: np.ndarray, labels: list[str], wildlife
 
 
 def aggregate(views: np.ndarray, objects: np.ndarray, run_crops: np.ndarray) -> np.ndarray:
-    """Scores per photo from ``views`` (V x N x C; view 0 the whole photo): object labels the
-    maximum over the views where ``run_crops``, every other label the whole photo's."""
-    best = np.where(run_crops[:, None], views.max(0), views[0])
-    return np.where(objects, best, views[0])
+    """Scores per photo from cached view scores (V x N x C, view 0 the whole photo), as the
+    runtime aggregates them (:func:`vision.runtime.best_view`), crops counted only where
+    ``run_crops``."""
+    per_photo = np.moveaxis(views, 0, 1).copy()
+    per_photo[~run_crops, 1:] = np.nan
+    return best_view(per_photo, objects)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -378,7 +375,7 @@ def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per
     n_views = 1 + len(cfg.crops)
     dx = src("dev-ads" if not limit_per_class else "dev-ads-small", views_of(ads, crop_views(len(cfg.crops))))
     dp = sigmoid(head_logits(head, dx) / temperature).reshape(n_views, len(ads), len(labels))
-    run_crops = cascade(dp[0], wildlife, objects, thr, crops_from)
+    run_crops = needs_crops(dp[0], wildlife, objects, thr, crops_from)
     scores = aggregate(dp, objects, run_crops)
     positives = np.array([ex.cls == "ivory" for ex in ads])
     ivory = labels.index("ivory")
@@ -390,7 +387,7 @@ def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per
         "labels": labels, "temperature": temperature, "thresholds": thresholds, "score_mode": "sigmoid",
         "object_labels": [lab for lab in labels if lab in OBJECT_LABELS], "crops_from": crops_from,
         "possible_ratio": POSSIBLE_RATIO,
-        "val_crop_fraction": float(cascade(pv, wildlife, objects, thr, crops_from).mean()),
+        "val_crop_fraction": float(needs_crops(pv, wildlife, objects, thr, crops_from).mean()),
         "dev_ads_crop_fraction": float(run_crops.mean()),
         "dev_ads_cross_validated": {**devads.prf(cv_flags, positives), "fold_thresholds": fold_thresholds},
         "ivory_floor": round(floor, 4),
@@ -408,13 +405,5 @@ def ivory_floor(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, temperatu
     views = crop_views(len(cfg.crops))
     p = sigmoid(head_logits(head, src(name, views_of(negatives, views))) / temperature)
     p = p.reshape(len(views), len(negatives), -1)
-    scores = aggregate(p, objects, cascade(p[0], wildlife, objects, thr, crops_from))[:, src.labels.index("ivory")]
+    scores = aggregate(p, objects, needs_crops(p[0], wildlife, objects, thr, crops_from))[:, src.labels.index("ivory")]
     return float(np.quantile(scores, 1 - IVORY_MAX_FALSE_FLAG)) + 1e-4
-
-
-def cascade(whole: np.ndarray, wildlife: np.ndarray, objects: np.ndarray, thr: np.ndarray, crops_from: float
-            ) -> np.ndarray:
-    """Which photos the crops run for (as :meth:`vision.runtime.Classifier.needs_crops`): not
-    flagged on the whole photo, and a wildlife object score at ``crops_from`` or above."""
-    flagged = (wildlife & (whole >= thr)).any(1)
-    return ~flagged & (whole[:, objects & wildlife].max(1) >= crops_from)

@@ -118,3 +118,13 @@ def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
     for a, b in zip(starts, ends):
         ranks[order[a:b]] = (a + b + 1) / 2.0  # average 1-based rank of a tie block
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def threshold_at_precision(scores: np.ndarray, positives: np.ndarray, target: float) -> float:
+    """The lowest score threshold at which precision (photos ranked by score, counted from the
+    top) still reaches ``target``; the threshold of the best precision when none does."""
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], positives[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    ok = np.flatnonzero(precision >= target)
+    return float(ranked[ok.max()]) if len(ok) else float(ranked[int(np.argmax(precision))])

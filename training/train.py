@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from vision.preprocess import PreprocessConfig
 from vision.taxonomy import get_category
 
-from . import data
+from . import data, metrics
 from .features import ViewSpec, cached_features
 from .model import build, cut_name
 
@@ -194,17 +194,7 @@ def choose_thresholds(probs: np.ndarray, targets: np.ndarray, labels: list[str],
         if positives.sum() < cfg.min_val_positives:
             out[label] = cfg.default_threshold
             continue
-        order = np.argsort(-probs[:, k])
-        scores, hits = probs[order, k], positives[order]
-        tp = np.cumsum(hits)
-        precision = tp / np.arange(1, len(hits) + 1)
-        ok = np.nonzero(precision >= cfg.target_precision)[0]
-        if len(ok):
-            # lowest threshold that still meets the target (largest prefix)
-            i = ok.max()
-            t = float(scores[i])
-        else:
-            t = float(scores[int(np.argmax(precision))])
+        t = metrics.threshold_at_precision(probs[:, k], positives, cfg.target_precision)
         out[label] = round(min(0.99, max(0.2, t)), 4)
     return out
 

@@ -83,6 +83,24 @@ def decide(probs: np.ndarray, labels: Sequence[str], wildlife: np.ndarray, thres
     return labels[idx], float(probs[idx]), False
 
 
+def needs_crops(whole: np.ndarray, wildlife: np.ndarray, objects: np.ndarray, thresholds: np.ndarray,
+                crops_from: float) -> np.ndarray:
+    """The crop cascade: for each row of whole-photo scores (N x C), whether its crops are
+    run: no wildlife label passes its threshold, and a wildlife object label (ivory, reptile
+    skin...; the masks are over the labels) scores ``crops_from`` or more."""
+    trigger = objects & wildlife
+    if not trigger.any():
+        return np.zeros(len(whole), dtype=bool)
+    flagged = (wildlife & (whole >= thresholds)).any(axis=-1)
+    return ~flagged & (whole[:, trigger].max(axis=-1) >= crops_from)
+
+
+def best_view(views: np.ndarray, objects: np.ndarray) -> np.ndarray:
+    """Scores per photo from N x V x C view scores (view 0 the whole photo, NaN for crops
+    not run): object labels their best view, every other label the whole photo's."""
+    return np.where(objects, np.fmax.reduce(views, axis=1), views[:, 0])  # NaN never wins
+
+
 def read_file(path: str | Path) -> bytes:
     """The bytes of a file; raises :class:`ImageError` (``unreadable``) on I/O errors."""
     try:
@@ -187,13 +205,8 @@ class Classifier:
         return logits, embeddings
 
     def needs_crops(self, whole_probs: np.ndarray) -> np.ndarray:
-        """Which photos (rows of whole-photo probabilities) the crops are run for: not
-        flagged, and a wildlife object label (ivory, reptile skin...) at ``crops_from`` or above."""
-        flagged = (self._wildlife & (whole_probs >= self._thresholds)).any(axis=-1)
-        trigger = self._objects & self._wildlife
-        if not trigger.any():
-            return np.zeros(len(whole_probs), dtype=bool)
-        return ~flagged & (whole_probs[:, trigger].max(axis=-1) >= self.config.crops_from)
+        """Which photos (rows of whole-photo probabilities) the crops are run for (:func:`needs_crops`)."""
+        return needs_crops(whole_probs, self._wildlife, self._objects, self._thresholds, self.config.crops_from)
 
     def probabilities(self, logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
         """Calibrated scores over the model's labels: temperature-scaled softmax, or sigmoid
@@ -208,8 +221,7 @@ class Classifier:
             e = np.exp(z)
             p = e / np.nansum(e, axis=-1, keepdims=True)
         if p.ndim == 3:
-            best = np.fmax.reduce(p, axis=1)  # NaN (crops not run) never wins
-            p = np.where(self._objects, best, p[:, 0])
+            p = best_view(p, self._objects)
         return p.astype(np.float32)
 
     def decide(self, probs: np.ndarray) -> tuple[str, float, bool]:

@@ -88,7 +88,8 @@ def relabeller(classifier, thresholds_changed: bool) -> Relabel:
 
             decision = combine((label, score, flagged), match)
             out.update(label=decision.label, score=round(decision.score, 6), flagged=decision.flagged,
-                       possible=None if decision.flagged else out["possible"], matched_by=decision.matched_by, head={"label": label, "score": round(score, 6), "flagged": flagged})
+                       possible=None if decision.flagged else out["possible"], matched_by=decision.matched_by,
+                       head={"label": label, "score": round(score, 6), "flagged": flagged})
         elif "matched_by" in record:
             out["matched_by"] = "model"
         return out

@@ -354,11 +354,12 @@ function renderCard(entry) {
   setHidden(card, [".badge", ".confidence", ".legal", ".evidence"], false);
   const kind = verdict(record);
   card.classList.add(kind);
-  // a possible match names the wildlife category to check, not the top label
-  $(".label-name", card).textContent = labelName(kind === "possible" && record.possible ? record.possible : record.label, record);
+  // a possible match names the wildlife category to check (its name and note), not the top label
+  const shown = kind === "possible" && record.possible ? { ...record, label: record.possible } : record;
+  $(".label-name", card).textContent = labelName(shown.label, record);
   $(".badge", card).textContent = t(kind === "clear" ? "notFlagged" : kind);
   renderConfidence(card, record.score);
-  $(".legal", card).textContent = legalNote(kind === "possible" && record.possible ? { ...record, label: record.possible } : record);
+  $(".legal", card).textContent = legalNote(shown);
   renderOthers(card, record);
   renderHeatmap(entry);
   renderEvidence(card, evidenceRows(entry));
