@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-fast install install-all browser clean-venv strip-notebooks
+.PHONY: serve test test-fast check install install-all browser clean-venv strip-notebooks
 
 # The service with the shipped model (inference stack only: no torch). API keys are required:
 # on the first start an admin key is created and printed once (paste it into the web page).
@@ -15,9 +15,16 @@ serve: $(VENV)/.base
 		$(VENV)/bin/wildscan keys add admin --admin; }
 	$(VENV)/bin/wildscan serve --host $(HOST) --port $(PORT)
 
-# The whole test suite, with everything it needs (training stack, Ray, a real chromium).
-test: $(VENV)/.all browser
+# The whole test suite, with everything it needs (training stack, Ray, a real chromium),
+# after the lint, format and type checks.
+test: $(VENV)/.all browser check
 	$(PY) -m pytest -ra
+
+# ruff (lint + format) over the code, mypy over the inference and serving packages.
+check: $(VENV)/.all
+	$(VENV)/bin/ruff check vision serving training tests benchmarks
+	$(VENV)/bin/ruff format --check vision serving training tests benchmarks
+	$(VENV)/bin/mypy
 
 test-fast: $(VENV)/.all
 	$(PY) -m pytest -ra -m "not slow and not browser"

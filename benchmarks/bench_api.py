@@ -28,8 +28,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 SHARED = Path(os.environ.get("WILDSCAN_DATA", REPO.parent / "shared" / "data"))
-LABELS = ("ivory_carving", "reef_coral_live", "snake_live", "ceramic_lookalike", "orchid", "bird_raptor",
-          "lizard_live", "leather_goods")
+LABELS = (
+    "ivory_carving",
+    "reef_coral_live",
+    "snake_live",
+    "ceramic_lookalike",
+    "orchid",
+    "bird_raptor",
+    "lizard_live",
+    "leather_goods",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,7 +111,18 @@ def start_server(model: str, threads: int, data_dir: Path) -> tuple[subprocess.P
         key = store.add_key("bench")
     port = free_port()
     env = {**os.environ, "WILDSCAN_DATA_DIR": str(data_dir)}
-    cmd = [sys.executable, "-m", "vision.cli", "serve", "--port", str(port), "--model", model, "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vision.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--model",
+        model,
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -181,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model = resolve_model(args.model)
     photos = make_photos()
-    print(f"model {model}; {len(photos)} photos at 1600x1200 ({sum(len(d) for _, d in photos) // len(photos) // 1024} KiB "
-          f"each on average); onnxruntime threads {args.threads}; cpus {os.cpu_count()}")
+    print(
+        f"model {model}; {len(photos)} photos at 1600x1200 "
+        f"({sum(len(d) for _, d in photos) // len(photos) // 1024} KiB "
+        f"each on average); onnxruntime threads {args.threads}; cpus {os.cpu_count()}"
+    )
     rates = in_process_rates(model, args.threads, photos, args.seconds)
     for name, rate in rates.items():
         print(f"in-process {name:<11} {rate:8.1f} images/s")
@@ -194,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'concurrency':>11} {'images/s':>9} {'/ predict x1':>13} {'/ predict x8':>13}")
             for level in (int(c) for c in args.concurrency.split(",")):
                 rate = throughput(url, key, photos, level, args.seconds)
-                print(f"{level:>11} {rate:9.1f} {rate / rates['predict x1']:12.2f}x {rate / rates['predict x8']:12.2f}x")
+                print(
+                    f"{level:>11} {rate:9.1f} {rate / rates['predict x1']:12.2f}x {rate / rates['predict x8']:12.2f}x"
+                )
         finally:
             proc.terminate()
             proc.wait(10)

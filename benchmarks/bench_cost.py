@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import data, devads  # noqa: E402
-from vision.registry import create_model  # noqa: E402
+from training import data, devads
+from vision.registry import create_model
 
 
 def photo_mix() -> list[tuple[str, bytes]]:
@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    models = {"shipped": create_model(args.model, galleries=None),
-              "baseline": create_model(args.baseline, galleries=None)}
+    models = {
+        "shipped": create_model(args.model, galleries=None),
+        "baseline": create_model(args.baseline, galleries=None),
+    }
     items = photo_mix()
     for clf in models.values():
         timed(clf, items[:16])  # warm-up
@@ -68,10 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     for kind, clf in models.items():
         info = clf.model_info()
-        print(f"{kind:9s} {info['name']} {info['version']}: {med[kind]:.1f} ms per photo "
-              f"(views {clf.preprocess.views}, crops run for {crop_share(clf, items):.0%} of the photos)")
-    print(f"photos: {len(items)} ({len(items) // 2} dev-ads, {len(items) - len(items) // 2} test split); "
-          f"{args.rounds} alternating rounds, 1 thread, batch 16")
+        print(
+            f"{kind:9s} {info['name']} {info['version']}: {med[kind]:.1f} ms per photo "
+            f"(views {clf.preprocess.views}, crops run for {crop_share(clf, items):.0%} of the photos)"
+        )
+    print(
+        f"photos: {len(items)} ({len(items) // 2} dev-ads, {len(items) - len(items) // 2} test split); "
+        f"{args.rounds} alternating rounds, 1 thread, batch 16"
+    )
     print(f"shipped / baseline cost per photo: {med['shipped'] / med['baseline']:.2f}x")
     return 0
 

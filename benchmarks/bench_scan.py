@@ -45,8 +45,8 @@ from serving.scan.inputs import iter_items  # noqa: E402
 from serving.scan.local import default_workers  # noqa: E402
 from serving.scan.store import ScanStore  # noqa: E402
 from serving.scan.work import Progress  # noqa: E402
-from vision.hashing import sha256_file  # noqa: E402
 from vision.bundle import bundle_paths  # noqa: E402
+from vision.hashing import sha256_file  # noqa: E402
 from vision.registry import resolve_model  # noqa: E402
 from vision.runtime import Classifier, prepare_image  # noqa: E402
 
@@ -72,8 +72,9 @@ def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def _inference_worker(model: str, paths: list[str], batch_size: int, threads: int, seconds: float,
-                      barrier, results) -> None:
+def _inference_worker(
+    model: str, paths: list[str], batch_size: int, threads: int, seconds: float, barrier, results
+) -> None:
     classifier = Classifier.from_path(model, intra_threads=threads, max_batch=batch_size)
     tensors = [prepare_image(p, Path(p).read_bytes(), classifier.preprocess).tensor for p in paths[:batch_size]]
     batch = np.stack(tensors)
@@ -86,8 +87,9 @@ def _inference_worker(model: str, paths: list[str], batch_size: int, threads: in
     results.put(done / (time.perf_counter() - start))
 
 
-def inference_only_rate(model: str, paths: list[Path], *, processes: int, threads: int, batch_size: int,
-                        seconds: float = 15.0) -> float:
+def inference_only_rate(
+    model: str, paths: list[Path], *, processes: int, threads: int, batch_size: int, seconds: float = 15.0
+) -> float:
     """Images/s of the model alone on preprocessed batches, ``processes`` x ``threads``."""
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
@@ -170,36 +172,53 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         paths = make_photos(work / "photos", args.images)
         megapixels = np.mean([Image.open(p).size[0] * Image.open(p).size[1] for p in paths]) / 1e6
-        print(f"{len(paths)} JPEGs, mean {megapixels:.2f} MP, made in {time.perf_counter() - started:.0f} s; "
-              f"model {Path(model).name}; {args.workers} workers, batch {args.batch_size}, {os.cpu_count()} CPUs")
+        print(
+            f"{len(paths)} JPEGs, mean {megapixels:.2f} MP, made in {time.perf_counter() - started:.0f} s; "
+            f"model {Path(model).name}; {args.workers} workers, batch {args.batch_size}, {os.cpu_count()} CPUs"
+        )
 
-        per_process = inference_only_rate(model, paths, processes=args.workers, threads=1,
-                                          batch_size=args.batch_size, seconds=args.seconds)
-        threaded = inference_only_rate(model, paths, processes=1, threads=args.workers,
-                                       batch_size=args.batch_size, seconds=args.seconds)
+        per_process = inference_only_rate(
+            model, paths, processes=args.workers, threads=1, batch_size=args.batch_size, seconds=args.seconds
+        )
+        threaded = inference_only_rate(
+            model, paths, processes=1, threads=args.workers, batch_size=args.batch_size, seconds=args.seconds
+        )
         print(f"{f'inference only, {args.workers} processes x 1 thread:':40s}{per_process:8.1f} images/s")
         print(f"{f'inference only, 1 process x {args.workers} threads:':40s}{threaded:8.1f} images/s")
         infer = args.workers / per_process * 1e3  # ms per image on one core
         prepare, decode = preparation_ms(paths, Classifier.from_path(model).preprocess)
-        print(f"{'per image on one core:':40s}inference {infer:.1f} ms; before the model {prepare:.1f} ms "
-              f"(of which JPEG decode {decode:.1f} ms)")
+        print(
+            f"{'per image on one core:':40s}inference {infer:.1f} ms; before the model {prepare:.1f} ms "
+            f"(of which JPEG decode {decode:.1f} ms)"
+        )
         print(f"{'ceiling this leaves a local engine:':40s}{infer / (infer + prepare):8.2f} x inference only")
 
-        local_whole, local_steady = engine_rates("local", work / "photos", model, work, workers=args.workers,
-                                                 batch_size=args.batch_size)
-        print(f"{'local engine, end to end:':40s}{local_whole:8.1f} images/s = {local_whole / per_process:.2f} x inference only")
-        print(f"{'local engine, steady state:':40s}{local_steady:8.1f} images/s = {local_steady / per_process:.2f} x inference only")
+        local_whole, local_steady = engine_rates(
+            "local", work / "photos", model, work, workers=args.workers, batch_size=args.batch_size
+        )
+        print(
+            f"{'local engine, end to end:':40s}{local_whole:8.1f} images/s = "
+            f"{local_whole / per_process:.2f} x inference only"
+        )
+        print(
+            f"{'local engine, steady state:':40s}{local_steady:8.1f} images/s = "
+            f"{local_steady / per_process:.2f} x inference only"
+        )
         if not args.no_ray:
             import ray
 
             ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
             try:
-                ray_whole, _ = engine_rates("ray", work / "photos", model, work, workers=args.workers,
-                                            batch_size=args.batch_size)
+                ray_whole, _ = engine_rates(
+                    "ray", work / "photos", model, work, workers=args.workers, batch_size=args.batch_size
+                )
             finally:
                 ray.shutdown()
-            print(f"{'ray engine, end to end:':40s}{ray_whole:8.1f} images/s = {ray_whole / per_process:.2f} x inference only"
-                  f" = {ray_whole / local_whole:.2f} x local")
+            print(
+                f"{'ray engine, end to end:':40s}{ray_whole:8.1f} images/s = "
+                f"{ray_whole / per_process:.2f} x inference only"
+                f" = {ray_whole / local_whole:.2f} x local"
+            )
     return 0
 
 

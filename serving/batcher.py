@@ -1,11 +1,12 @@
 """Micro-batching: images from concurrent requests share one model call.
 
 Requests hand their preprocessed tensors to :meth:`MicroBatcher.submit` and await the
-model's outputs (one array, or a tuple of arrays such as logits and embeddings). One worker thread takes the first waiting image and everything else already
-queued (up to ``max_batch`` images); while other requests are still decoding (they
-announce themselves with :meth:`MicroBatcher.expecting`) it waits for them, at most
-``max_wait_ms``. It then runs the model once and hands each request its rows.
-Inference never runs on the event loop, and a lone request never waits for company.
+model's outputs (one array, or a tuple of arrays such as logits and embeddings). One
+worker thread takes the first waiting image and everything else already queued (up to
+``max_batch`` images); while other requests are still decoding (they announce themselves
+with :meth:`MicroBatcher.expecting`) it waits for them, at most ``max_wait_ms``. It then
+runs the model once and hands each request its rows. Inference never runs on the event
+loop, and a lone request never waits for company.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,8 +50,12 @@ class BatchStats:
 
     def as_dict(self) -> dict:
         """JSON-ready counters."""
-        return {"batches": self.batches, "images": self.images, "max_size": self.max_size,
-                "sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
+        return {
+            "batches": self.batches,
+            "images": self.images,
+            "max_size": self.max_size,
+            "sizes": {str(k): v for k, v in sorted(self.sizes.items())},
+        }
 
 
 @dataclass
@@ -67,8 +72,9 @@ class MicroBatcher:
     ``observer(size, seconds)`` is called after each model call (for metrics).
     """
 
-    def __init__(self, run: RunFn, *, max_batch: int = 16, max_wait_ms: float = 2.0,
-                 observer: BatchObserver | None = None):
+    def __init__(
+        self, run: RunFn, *, max_batch: int = 16, max_wait_ms: float = 2.0, observer: BatchObserver | None = None
+    ):
         self._run = run
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
@@ -197,10 +203,8 @@ class MicroBatcher:
 
 def _deliver(item: _Item, setter: Callable, value) -> None:
     """Complete a request's future on its own event loop (a closed loop has nobody waiting)."""
-    try:
+    with suppress(RuntimeError):
         item.loop.call_soon_threadsafe(setter, item.future, value)
-    except RuntimeError:
-        pass
 
 
 def _set_result(future: asyncio.Future, value) -> None:

@@ -21,15 +21,22 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default 1)")
-    p.add_argument("--allow-anonymous", action="store_true", default=None,
-                   help="keyless local demo mode (loopback only); by default every request needs an API key")
+    p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=None,
+        help="keyless local demo mode (loopback only); by default every request needs an API key",
+    )
     p.set_defaults(func=run_serve)
 
 
 def register_keys(sub: argparse._SubParsersAction) -> None:
     """Add ``wildscan keys add|list|revoke``."""
-    p = sub.add_parser("keys", help="create, list and revoke API keys",
-                       description="Manage the API keys stored (hashed) in the audit database (WILDSCAN_DB).")
+    p = sub.add_parser(
+        "keys",
+        help="create, list and revoke API keys",
+        description="Manage the API keys stored (hashed) in the audit database (WILDSCAN_DB).",
+    )
     actions = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a key and print it (once)")
     add.add_argument("name", help="who the key is for, e.g. 'customs-hamburg'")
@@ -47,11 +54,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from .app import create_app, preflight
     from .settings import Settings
 
-    settings = Settings.from_env(host=args.host, port=args.port, model=args.model, threads=args.threads,
-                                 allow_anonymous=args.allow_anonymous)
+    settings = Settings.from_env(
+        host=args.host, port=args.port, model=args.model, threads=args.threads, allow_anonymous=args.allow_anonymous
+    )
     preflight(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10
+    )
     return 0
 
 

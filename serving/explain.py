@@ -68,7 +68,7 @@ def _patch_span(index: int, grid: int, size: int, scale: float) -> tuple[int, in
     cell = size / grid
     centre = (index + 0.5) * cell
     half = max(1.0, cell * scale / 2)
-    return max(0, int(round(centre - half))), min(size, int(round(centre + half)))
+    return max(0, round(centre - half)), min(size, round(centre + half))
 
 
 def grey_fill(cfg: PreprocessConfig) -> np.ndarray:
@@ -76,8 +76,9 @@ def grey_fill(cfg: PreprocessConfig) -> np.ndarray:
     return ((GREY - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)).astype(np.float32)
 
 
-def occlusion_drops(classifier, tensor: np.ndarray, label_index: int | None = None,
-                    grid: int = 7) -> tuple[np.ndarray, int, float]:
+def occlusion_drops(
+    classifier, tensor: np.ndarray, label_index: int | None = None, grid: int = 7
+) -> tuple[np.ndarray, int, float]:
     """``(drops grid x grid, label index, base probability)`` for one preprocessed tensor.
 
     ``label_index`` defaults to the model's top label. One call to ``classifier.run``.
@@ -93,8 +94,9 @@ def occlusion_drops(classifier, tensor: np.ndarray, label_index: int | None = No
     return drops, index, base
 
 
-def explain(classifier, tensor: np.ndarray, label: str | None, *, width: int, height: int,
-            grid: int = 7) -> Explanation:
+def explain(
+    classifier, tensor: np.ndarray, label: str | None, *, width: int, height: int, grid: int = 7
+) -> Explanation:
     """Explain ``label`` (the result's label; ``uncertain`` or ``None`` -> the top label).
 
     ``width`` and ``height`` are the original photo's, used to place the grid on it.
@@ -130,7 +132,7 @@ def grid_region(cfg: PreprocessConfig, width: int, height: int) -> tuple[float, 
     else:  # letterbox: the long side fills the square
         scale = size / max(width, height)
         fx, fy = size / (width * scale), size / (height * scale)
-    return tuple(round(v, 6) for v in ((1 - fx) / 2, (1 - fy) / 2, (1 + fx) / 2, (1 + fy) / 2))
+    return (round((1 - fx) / 2, 6), round((1 - fy) / 2, 6), round((1 + fx) / 2, 6), round((1 + fy) / 2, 6))
 
 
 def heatmap_image(importance: np.ndarray, size: int = OVERLAY_SIZE) -> Image.Image:

@@ -56,7 +56,7 @@ class Settings:
 
     model: str | None = None
     data_dir: Path = Path("var")
-    db_path: Path | None = None
+    db_path: Path = None  # type: ignore[assignment]  # None: DATA_DIR/wildscan.db (set on creation)
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     auth: bool = True
     allow_anonymous: bool = False
@@ -71,16 +71,15 @@ class Settings:
     threads: int = 1
     explain_grid: int = 7
     keep_evidence: bool = False
-    evidence_dir: Path | None = None
+    evidence_dir: Path = None  # type: ignore[assignment]  # None: DATA_DIR/evidence (set on creation)
 
     def __post_init__(self):
-        object.__setattr__(self, "data_dir", Path(self.data_dir))
-        if self.db_path is None:
-            object.__setattr__(self, "db_path", self.data_dir / "wildscan.db")
-        if self.evidence_dir is None:
-            object.__setattr__(self, "evidence_dir", self.data_dir / "evidence")
-        object.__setattr__(self, "db_path", Path(self.db_path))
-        object.__setattr__(self, "evidence_dir", Path(self.evidence_dir))
+        data_dir = Path(self.data_dir)
+        object.__setattr__(self, "data_dir", data_dir)
+        object.__setattr__(self, "db_path", Path(self.db_path) if self.db_path else data_dir / "wildscan.db")
+        object.__setattr__(
+            self, "evidence_dir", Path(self.evidence_dir) if self.evidence_dir else data_dir / "evidence"
+        )
         object.__setattr__(self, "api_keys", dict(self.api_keys))
         self.validate()
 
@@ -128,7 +127,7 @@ class Settings:
             raise SettingsError("WILDSCAN_API_KEYS is set but WILDSCAN_ALLOW_ANONYMOUS=1 would ignore them; choose one")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Settings from ``environ`` (default ``os.environ``); keyword ``overrides`` win over it."""
         env = os.environ if environ is None else environ
         values: dict = {}

@@ -20,10 +20,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from vision.errors import WildscanError
+from vision.records import utc_now
 
 ROLES = ("admin", "user")
 KEY_PREFIX = "wsk_"
@@ -80,11 +80,6 @@ class KeyInfo:
         return self.role == "admin"
 
 
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with a ``Z`` suffix, to the millisecond."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def new_result_id() -> str:
     """A random, unguessable result id (128 bits, hex)."""
     return secrets.token_hex(16)
@@ -109,7 +104,7 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -145,14 +140,16 @@ class Store:
 
     def get_result(self, result_id: str, *, key_name: str | None = None) -> dict | None:
         """The stored record with this id (only if made by ``key_name``, when given), else ``None``."""
-        sql, params = "SELECT record FROM results WHERE result_id = ?", (result_id,)
+        sql = "SELECT record FROM results WHERE result_id = ?"
+        params: tuple[str, ...] = (result_id,)
         if key_name is not None:
             sql, params = sql + " AND key_name = ?", (result_id, key_name)
         rows = self._query(sql, params)
         return json.loads(rows[0]["record"]) if rows else None
 
-    def find_results(self, *, sha256: str | None = None, case_id: str | None = None,
-                     key_name: str | None = None, limit: int = 100) -> list[dict]:
+    def find_results(
+        self, *, sha256: str | None = None, case_id: str | None = None, key_name: str | None = None, limit: int = 100
+    ) -> list[dict]:
         """Stored records matching every given filter, newest first, at most ``limit``."""
         clauses, params = [], []
         for column, value in (("sha256", sha256), ("case_id", case_id), ("key_name", key_name)):
@@ -160,8 +157,9 @@ class Store:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = self._query(f"SELECT record FROM results{where} ORDER BY received_at DESC, rowid DESC LIMIT ?",
-                           (*params, int(limit)))
+        rows = self._query(
+            f"SELECT record FROM results{where} ORDER BY received_at DESC, rowid DESC LIMIT ?", (*params, int(limit))
+        )
         return [json.loads(r["record"]) for r in rows]
 
     def count_results(self) -> int:
@@ -229,7 +227,7 @@ def _hash_secret(salt: bytes, secret: str) -> bytes:
 def _split_key(key: str) -> tuple[str | None, str]:
     if not key.startswith(KEY_PREFIX):
         return None, ""
-    key_id, sep, secret = key[len(KEY_PREFIX):].partition("_")
+    key_id, sep, secret = key[len(KEY_PREFIX) :].partition("_")
     return (key_id, secret) if sep and key_id and secret else (None, "")
 
 
@@ -237,8 +235,20 @@ def _result_row(record: dict, key_name: str | None) -> tuple:
     model = record.get("model") or {}
     error = record.get("error") or {}
     return (
-        record["result_id"], record["received_at"], key_name, record.get("sha256"), record.get("pdq"),
-        model.get("name"), model.get("version"), model.get("sha256"), record.get("label"), record.get("score"),
-        int(bool(record.get("flagged"))), error.get("reason"), json.dumps(record, ensure_ascii=False),
-        record.get("source_url"), record.get("case_id"), record.get("note"),
+        record["result_id"],
+        record["received_at"],
+        key_name,
+        record.get("sha256"),
+        record.get("pdq"),
+        model.get("name"),
+        model.get("version"),
+        model.get("sha256"),
+        record.get("label"),
+        record.get("score"),
+        int(bool(record.get("flagged"))),
+        error.get("reason"),
+        json.dumps(record, ensure_ascii=False),
+        record.get("source_url"),
+        record.get("case_id"),
+        record.get("note"),
     )

@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from training import analysis
+from serving.scan import analysis as scan_analysis
+from training import analysis, demo_crawl, error_cases
 from training.data import Example, load_split
 from training.evaluate import evaluate_split, metrics_from_logits
+from vision import tables
 from vision.runtime import Classifier
 
 # Tiny model labels: ivory, reef_coral (wildlife; thresholds 0.6), ceramic_porcelain, goods_other.
@@ -43,16 +45,19 @@ def classifier(tmp_path) -> Classifier:
 def ev(classifier) -> analysis.Evaluation:
     """An evaluation whose calibrated probabilities are exactly ``CASES`` in both views."""
     labels = classifier.labels
-    examples = [Example(f"{i:064x}", f"synthetic/{i}.jpg", cls, cls, "test", i, "0" * 64, "synthetic")
-                for i, (cls, _) in enumerate(CASES)]
+    examples = [
+        Example(f"{i:064x}", f"synthetic/{i}.jpg", cls, cls, "test", i, "0" * 64, "synthetic")
+        for i, (cls, _) in enumerate(CASES)
+    ]
     targets = np.array([labels.index(cls) for cls, _ in CASES])
     logits = TEMPERATURE * np.log(np.array([p for _, p in CASES]))
     by_view = {"clean": logits, "ad": logits[:, ::-1].copy()}
-    return analysis.Evaluation(classifier, "test", examples, targets, by_view,
-                               metrics_from_logits(classifier, "test", by_view, targets))
+    return analysis.Evaluation(
+        classifier, "test", examples, targets, by_view, metrics_from_logits(classifier, "test", by_view, targets)
+    )
 
 
-def indices(cases: list[analysis.Case]) -> list[int]:
+def indices(cases: list[error_cases.Case]) -> list[int]:
     return [int(c.example.path.split("/")[1].split(".")[0]) for c in cases]
 
 
@@ -100,8 +105,10 @@ def test_curves_and_reliability_match_the_metrics(ev):
     flag = analysis.flag_curve(ev, "clean")
     assert flag.positives == 6
     assert flag.average_precision == pytest.approx(ev.metrics["clean"]["binary"]["average_precision"])
-    assert analysis.flag_operating_point(ev, "clean") == (ev.metrics["clean"]["flag"]["precision"],
-                                                          ev.metrics["clean"]["flag"]["recall"])
+    assert analysis.flag_operating_point(ev, "clean") == (
+        ev.metrics["clean"]["flag"]["precision"],
+        ev.metrics["clean"]["flag"]["recall"],
+    )
     curves = analysis.pr_curves(ev, "clean")
     assert set(curves) == {"ivory", "reef_coral"} and curves["ivory"].recall[-1] == 1.0
     rel = analysis.reliability_data(ev, "clean")
@@ -123,7 +130,11 @@ def test_compare_metrics_finds_every_difference(ev):
     reference["labels"] = reference["labels"][:3]
     problems = analysis.compare_metrics(m, reference)
     assert [p.split(":")[0] for p in problems] == [
-        "ad.per_class.ivory.support", "clean.macro_f1_all", "labels", "temperature"]
+        "ad.per_class.ivory.support",
+        "clean.macro_f1_all",
+        "labels",
+        "temperature",
+    ]
     assert "only in the computed" in problems[-1]
 
 
@@ -148,53 +159,58 @@ def test_check_reference(ev, tmp_path):
 
 
 def test_class_errors_are_worst_first(ev):
-    assert indices(analysis.class_errors(ev, "ivory", "fp")) == [4, 5, 7]
-    assert indices(analysis.class_errors(ev, "ivory", "fn")) == [2]
-    assert indices(analysis.class_errors(ev, "ceramic_porcelain", "fn")) == [4, 7, 5]
-    assert indices(analysis.class_errors(ev, "ivory", "fp", limit=1)) == [4]
-    case = analysis.class_errors(ev, "ivory", "fp")[0]
+    assert indices(error_cases.class_errors(ev, "ivory", "fp")) == [4, 5, 7]
+    assert indices(error_cases.class_errors(ev, "ivory", "fn")) == [2]
+    assert indices(error_cases.class_errors(ev, "ceramic_porcelain", "fn")) == [4, 7, 5]
+    assert indices(error_cases.class_errors(ev, "ivory", "fp", limit=1)) == [4]
+    case = error_cases.class_errors(ev, "ivory", "fp")[0]
     assert (case.true, case.predicted, case.flagged, case.decision) == ("ceramic_porcelain", "ivory", True, "ivory")
     assert case.score == pytest.approx(0.8) and case.true_score == pytest.approx(0.1)
     assert "FLAGGED" in case.caption() and not case.correct
     with pytest.raises(ValueError, match="no class 'rhino_horn'"):
-        analysis.class_errors(ev, "rhino_horn")
+        error_cases.class_errors(ev, "rhino_horn")
     with pytest.raises(ValueError, match="'fp' or 'fn'"):
-        analysis.class_errors(ev, "ivory", "both")
+        error_cases.class_errors(ev, "ivory", "both")
 
 
 def test_flag_errors(ev):
-    assert indices(analysis.flag_errors(ev, "false_flag")) == [4, 11, 5]
-    assert indices(analysis.flag_errors(ev, "missed")) == [9, 2, 3]  # wildlife score .25, .35, .50
+    assert indices(error_cases.flag_errors(ev, "false_flag")) == [4, 11, 5]
+    assert indices(error_cases.flag_errors(ev, "missed")) == [9, 2, 3]  # wildlife score .25, .35, .50
 
 
 def test_error_table(ev):
-    rows = {r["class"]: r for r in analysis.error_table(ev).records()}
+    rows = {r["class"]: r for r in error_cases.error_table(ev).records()}
     assert rows["ivory"]["false negatives"] == 1 and rows["ivory"]["called instead"] == "ceramic_porcelain 1"
     assert rows["ivory"]["false positives"] == 3 and rows["ivory"]["true class of those"] == "ceramic_porcelain 3"
 
 
 def test_lookalike_confusions(ev):
-    table = analysis.lookalike_confusions(ev, "clean")
+    table = error_cases.lookalike_confusions(ev, "clean")
     assert table.rows == [["ceramic_porcelain", "ivory", 4, 3, 2, 4, 1]]  # reef coral never confused with ceramic
     iv = ev.metrics["clean"]["ivory_vs_ceramic"]
     assert (iv["ceramic_called_ivory"], iv["ivory_called_ceramic"]) == (3, 1)
-    summary = analysis.lookalike_summary(ev, "clean").records()
-    assert summary == [{"look-alike": "ceramic_porcelain", "photos": 4, "called wildlife": 3, "flagged": 2,
-                        "flag rate": 0.5}]
+    summary = error_cases.lookalike_summary(ev, "clean").records()
+    assert summary == [
+        {"look-alike": "ceramic_porcelain", "photos": 4, "called wildlife": 3, "flagged": 2, "flag rate": 0.5}
+    ]
     assert summary[0]["flagged"] == iv["ceramic_flagged"]
-    cases = analysis.lookalike_cases(ev, "ceramic_porcelain", "ivory")
+    cases = error_cases.lookalike_cases(ev, "ceramic_porcelain", "ivory")
     assert indices(cases["lookalike_as_wildlife"]) == [4, 5, 7]
     assert indices(cases["wildlife_as_lookalike"]) == [2]
-    assert indices(analysis.lookalike_cases(ev, "ceramic_porcelain", ["reef_coral"])["lookalike_as_wildlife"]) == []
+    assert indices(error_cases.lookalike_cases(ev, "ceramic_porcelain", ["reef_coral"])["lookalike_as_wildlife"]) == []
 
 
 # --- tables ------------------------------------------------------------------------------------
 
 
 def test_table_renders():
-    t = analysis.Table(["name", "value", "none"], [["<a>", 0.12345, None], ["b", float("nan"), 2]], "title")
-    assert t.to_markdown().splitlines()[2:] == ["| name | value | none |", "|---|---|---|", "| <a> | 0.123 |  |",
-                                                "| b | – | 2 |"]
+    t = tables.Table(["name", "value", "none"], [["<a>", 0.12345, None], ["b", float("nan"), 2]], "title")
+    assert t.to_markdown().splitlines()[2:] == [
+        "| name | value | none |",
+        "|---|---|---|",
+        "| <a> | 0.123 |  |",
+        "| b | – | 2 |",
+    ]
     assert "&lt;a&gt;" in t._repr_html_() and "<caption>title</caption>" in t._repr_html_()
     assert t.column("none") == [None, 2]
     with pytest.raises(KeyError, match="columns are name, value, none"):
@@ -206,14 +222,14 @@ def test_table_renders():
 
 def test_view_image_shows_what_the_model_saw(shared_data):
     example = next(ex for ex in load_split("test") if ex.cls == "ivory")
-    clean = analysis.view_image(example, "clean")
-    ad = analysis.view_image(example, "ad")
+    clean = error_cases.view_image(example, "clean")
+    ad = error_cases.view_image(example, "ad")
     assert clean.mode == "RGB" and ad.mode == "RGB"
-    assert ad.tobytes() == analysis.view_image(example, "ad").tobytes()  # seeded per photo
+    assert ad.tobytes() == error_cases.view_image(example, "ad").tobytes()  # seeded per photo
     assert ad.size != clean.size or ad.tobytes() != clean.tobytes()
-    assert max(analysis.view_image(example, "clean", size=64).size) <= 64
+    assert max(error_cases.view_image(example, "clean", size=64).size) <= 64
     with pytest.raises(ValueError, match="unknown view"):
-        analysis.view_image(example, "night")
+        error_cases.view_image(example, "night")
 
 
 def test_ad_view_does_not_depend_on_global_random_state(shared_data, monkeypatch):
@@ -225,7 +241,7 @@ def test_ad_view_does_not_depend_on_global_random_state(shared_data, monkeypatch
 
     from training.augment import eval_ad_view
 
-    img = analysis.view_image(next(ex for ex in load_split("test") if ex.cls == "ivory"), "clean")
+    img = error_cases.view_image(next(ex for ex in load_split("test") if ex.cls == "ivory"), "clean")
     keys = [f"k{i}" for i in range(24)]
     before = [eval_ad_view(img, k).tobytes() for k in keys]
     random.seed(1), np.random.seed(1), Image.effect_noise((16, 16), 30)  # disturb every global generator
@@ -268,54 +284,110 @@ def test_cached_logits_for_other_photos_are_ignored(classifier, tmp_path):
 # --- scan results ---------------------------------------------------------------------------------
 
 ROWS = [
-    {"path": "a.jpg", "label": "ivory", "score": 0.9, "flagged": True, "seller": "s2", "platform": "p1",
-     "cluster_id": 1, "cluster_size": 2, "score_ivory": 0.9, "score_ceramic_porcelain": 0.1, "error_reason": None},
-    {"path": "b.jpg", "label": "ivory", "score": 0.8, "flagged": True, "seller": "s1", "platform": "p1",
-     "cluster_id": 1, "cluster_size": 2, "score_ivory": 0.8, "score_ceramic_porcelain": 0.2, "error_reason": None},
-    {"path": "c.jpg", "label": "ceramic_porcelain", "score": 0.7, "flagged": False, "seller": "s1", "platform": "p2",
-     "cluster_id": 2, "cluster_size": 1, "score_ivory": 0.3, "score_ceramic_porcelain": 0.7, "error_reason": None},
-    {"path": "d.jpg", "label": "uncertain", "score": 0.35, "flagged": False, "seller": "s3", "platform": "p2",
-     "cluster_id": 3, "cluster_size": 1, "score_ivory": 0.35, "score_ceramic_porcelain": 0.3, "error_reason": None},
-    {"path": "e.jpg", "label": None, "score": None, "flagged": False, "seller": "s3", "platform": "p2",
-     "cluster_id": None, "cluster_size": None, "score_ivory": None, "score_ceramic_porcelain": None,
-     "error_reason": "truncated"},
+    {
+        "path": "a.jpg",
+        "label": "ivory",
+        "score": 0.9,
+        "flagged": True,
+        "seller": "s2",
+        "platform": "p1",
+        "cluster_id": 1,
+        "cluster_size": 2,
+        "score_ivory": 0.9,
+        "score_ceramic_porcelain": 0.1,
+        "error_reason": None,
+    },
+    {
+        "path": "b.jpg",
+        "label": "ivory",
+        "score": 0.8,
+        "flagged": True,
+        "seller": "s1",
+        "platform": "p1",
+        "cluster_id": 1,
+        "cluster_size": 2,
+        "score_ivory": 0.8,
+        "score_ceramic_porcelain": 0.2,
+        "error_reason": None,
+    },
+    {
+        "path": "c.jpg",
+        "label": "ceramic_porcelain",
+        "score": 0.7,
+        "flagged": False,
+        "seller": "s1",
+        "platform": "p2",
+        "cluster_id": 2,
+        "cluster_size": 1,
+        "score_ivory": 0.3,
+        "score_ceramic_porcelain": 0.7,
+        "error_reason": None,
+    },
+    {
+        "path": "d.jpg",
+        "label": "uncertain",
+        "score": 0.35,
+        "flagged": False,
+        "seller": "s3",
+        "platform": "p2",
+        "cluster_id": 3,
+        "cluster_size": 1,
+        "score_ivory": 0.35,
+        "score_ceramic_porcelain": 0.3,
+        "error_reason": None,
+    },
+    {
+        "path": "e.jpg",
+        "label": None,
+        "score": None,
+        "flagged": False,
+        "seller": "s3",
+        "platform": "p2",
+        "cluster_id": None,
+        "cluster_size": None,
+        "score_ivory": None,
+        "score_ceramic_porcelain": None,
+        "error_reason": "truncated",
+    },
 ]
 
 
 def test_scan_tables_from_rows():
-    report = analysis.scan_report(ROWS)
-    assert analysis.flagged_by_category(report).rows == [["ivory", "Elephant ivory (carving or object)", 2]]
-    assert analysis.flagged_by(report, "seller").rows == [["s1", 1, "ivory 1"], ["s2", 1, "ivory 1"]]
-    assert analysis.flagged_by(report, "platform").rows == [["p1", 2, "ivory 2"]]
-    assert analysis.cluster_table(report).rows == [[1, 2, 2, "ivory 2", 2, 1, "a.jpg"]]
-    assert [r["path"] for r in analysis.cluster_members(ROWS, 1)] == ["a.jpg", "b.jpg"]
-    dist = analysis.score_distribution(ROWS)
+    report = scan_analysis.scan_report(ROWS)
+    assert scan_analysis.flagged_by_category(report).rows == [["ivory", "Elephant ivory (carving or object)", 2]]
+    assert scan_analysis.flagged_by(report, "seller").rows == [["s1", 1, "ivory 1"], ["s2", 1, "ivory 1"]]
+    assert scan_analysis.flagged_by(report, "platform").rows == [["p1", 2, "ivory 2"]]
+    assert scan_analysis.cluster_table(report).rows == [[1, 2, 2, "ivory 2", 2, 1, "a.jpg"]]
+    assert [r["path"] for r in scan_analysis.cluster_members(ROWS, 1)] == ["a.jpg", "b.jpg"]
+    dist = scan_analysis.score_distribution(ROWS)
     assert dist["flagged"].tolist() == [0.9, 0.8] and dist["not flagged"].tolist() == [0.7]
     assert dist["uncertain"].tolist() == [0.35]
-    assert analysis.wildlife_scores(ROWS).tolist() == [0.9, 0.8, 0.3, 0.35]
-    no_seller = analysis.scan_report([{k: v for k, v in r.items() if k != "seller"} for r in ROWS])
-    assert analysis.flagged_by(no_seller, "seller").rows == []
+    assert scan_analysis.wildlife_scores(ROWS).tolist() == [0.9, 0.8, 0.3, 0.35]
+    no_seller = scan_analysis.scan_report([{k: v for k, v in r.items() if k != "seller"} for r in ROWS])
+    assert scan_analysis.flagged_by(no_seller, "seller").rows == []
     with pytest.raises(ValueError, match="'seller' or 'platform'"):
-        analysis.flagged_by(report, "price")
+        scan_analysis.flagged_by(report, "price")
 
 
 def test_demo_scan_runs_the_real_scanner(tiny_bundle, tmp_path, shared_data):
     per_class = {"ivory": 3, "ceramic_porcelain": 2, "goods_other": 2}
-    out = analysis.make_demo_scan(tmp_path / "demo", tiny_bundle, per_class=per_class, reposts=1,
-                                  outputs=("results.jsonl", "results.csv", "results.parquet"))
-    rows = analysis.load_results(out)
+    manifest = demo_crawl.make_demo_manifest(tmp_path / "demo", per_class=per_class, reposts=1)
+    out = scan_analysis.scan_manifest(
+        manifest, tiny_bundle, outputs=("results.jsonl", "results.csv", "results.parquet")
+    )
+    rows = scan_analysis.load_results(out)
     assert len(rows) == 7 + 2 + 1  # photos, the re-posts of one, the truncated upload
     assert {"url", "title", "price", "seller", "platform", "captured_at"} <= set(rows[0])
     failures = [r for r in rows if r["error_reason"]]
     assert len(failures) == 1 and failures[0]["path"].endswith("broken_upload.jpg")
     original = rows[0]["cluster_id"]
     assert [r["cluster_id"] for r in rows[7:9]] == [original, original]  # same photo, and a re-encoded copy
-    report = analysis.scan_report(rows)
-    assert analysis.cluster_table(report).rows[0][:2] == [original, 3]
-    assert analysis.image_path(rows[0]) is not None and analysis.image_path(failures[0]) is not None
-    assert analysis.image_path({"path": str(tmp_path / "gone.jpg")}) is None
-    assert max(analysis.row_image(rows[0], 64).size) == 64 and analysis.row_image(failures[0]) is None
+    report = scan_analysis.scan_report(rows)
+    assert scan_analysis.cluster_table(report).rows[0][:2] == [original, 3]
+    assert scan_analysis.image_path(rows[0]) is not None and scan_analysis.image_path(failures[0]) is not None
+    assert scan_analysis.image_path({"path": str(tmp_path / "gone.jpg")}) is None
+    assert max(scan_analysis.row_image(rows[0], 64).size) == 64 and scan_analysis.row_image(failures[0]) is None
     for other in ("results.csv", "results.parquet"):  # every output format reads back the same
-        again = analysis.load_results(out.with_name(other))
+        again = scan_analysis.load_results(out.with_name(other))
         for key in ("label", "flagged", "score", "cluster_id", "cluster_size", "score_ivory", "seller"):
             assert [r[key] or None for r in again] == [r[key] or None for r in rows], (other, key)

@@ -42,6 +42,7 @@ def upload(*items: tuple[str, bytes]) -> list:
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` but holds almost no data (a pixel bomb)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
@@ -101,10 +102,15 @@ def assert_same_result(record: dict, expected) -> None:
 
 # --- classify ----------------------------------------------------------------------------
 
+
 def test_classify_one_photo_in_french(client, api_key, photo_bytes, reference):
     name, data = photo_bytes("ivory_carving")
-    response = client.post("/v1/classify", files=upload((name, data)), headers=bearer(api_key),
-                           data={"lang": "fr", "case_id": "FR-2025-7", "source_url": "https://ads.example/1"})
+    response = client.post(
+        "/v1/classify",
+        files=upload((name, data)),
+        headers=bearer(api_key),
+        data={"lang": "fr", "case_id": "FR-2025-7", "source_url": "https://ads.example/1"},
+    )
     assert response.status_code == 200, response.text
     [record] = response.json()["results"]
     assert_same_result(record, reference.predict([(name, data)])[0])
@@ -113,8 +119,13 @@ def test_classify_one_photo_in_french(client, api_key, photo_bytes, reference):
     assert record["received_at"].endswith("Z") and len(record["result_id"]) == 32
     assert record["case_id"] == "FR-2025-7" and record["source_url"] == "https://ads.example/1"
     assert record["label"] in TINY_LABELS
-    french = {"ivory": "Ivoire", "reef_coral": "Corail", "ceramic_porcelain": "céramique", "goods_other": "Autres",
-              "uncertain": "Incertain"}
+    french = {
+        "ivory": "Ivoire",
+        "reef_coral": "Corail",
+        "ceramic_porcelain": "céramique",
+        "goods_other": "Autres",
+        "uncertain": "Incertain",
+    }
     assert french[record["label"]] in record["label_name"]
     assert record["legal_note"] and record["lang"] == "fr"
 
@@ -132,8 +143,9 @@ def test_classify_several_photos_keeps_order(client, api_key, photo_bytes, refer
 
 def test_one_bad_file_among_good_ones_becomes_an_error_record(client, api_key, photo_bytes):
     good = photo_bytes("snake_live")
-    response = client.post("/v1/classify", files=upload(good, ("broken.jpg", good[1][: len(good[1]) // 2])),
-                           headers=bearer(api_key))
+    response = client.post(
+        "/v1/classify", files=upload(good, ("broken.jpg", good[1][: len(good[1]) // 2])), headers=bearer(api_key)
+    )
     assert response.status_code == 200
     ok, bad = response.json()["results"]
     assert ok["error"] is None and ok["label"] in TINY_LABELS
@@ -141,6 +153,7 @@ def test_one_bad_file_among_good_ones_becomes_an_error_record(client, api_key, p
 
 
 # --- authentication ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("style", ["bearer", "x-api-key"])
 def test_valid_key_in_either_header_is_accepted(client, api_key, photo_bytes, style):
@@ -171,30 +184,38 @@ def test_anonymous_demo_mode_needs_no_key(tiny_bundle, tmp_path, photo_bytes):
 
 
 def test_keys_from_the_environment_are_accepted(tiny_bundle, tmp_path, photo_bytes):
-    settings = Settings.from_env({"WILDSCAN_MODEL": str(tiny_bundle), "WILDSCAN_DATA_DIR": str(tmp_path),
-                                  "WILDSCAN_API_KEYS": "crawler=0123456789abcdef-secret"})
+    settings = Settings.from_env(
+        {
+            "WILDSCAN_MODEL": str(tiny_bundle),
+            "WILDSCAN_DATA_DIR": str(tmp_path),
+            "WILDSCAN_API_KEYS": "crawler=0123456789abcdef-secret",
+        }
+    )
     with TestClient(create_app(settings)) as client:
-        ok = client.post("/v1/classify", files=upload(photo_bytes("orchid")),
-                         headers={"X-API-Key": "0123456789abcdef-secret"})
+        ok = client.post(
+            "/v1/classify", files=upload(photo_bytes("orchid")), headers={"X-API-Key": "0123456789abcdef-secret"}
+        )
         assert ok.status_code == 200
     with sqlite3.connect(settings.db_path) as db:
         assert db.execute("SELECT key_name FROM results").fetchall() == [("crawler",)]
 
 
 def test_app_refuses_to_start_without_any_key(settings):
-    with pytest.raises(SettingsError, match="wildscan keys add"):
-        with TestClient(create_app(settings)):
-            pass
+    with pytest.raises(SettingsError, match="wildscan keys add"), TestClient(create_app(settings)):
+        pass
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"WILDSCAN_AUTH": "0"}, "WILDSCAN_ALLOW_ANONYMOUS"),
-    ({"WILDSCAN_ALLOW_ANONYMOUS": "1", "WILDSCAN_HOST": "0.0.0.0"}, "loopback"),
-    ({"WILDSCAN_API_KEYS": "bob=short"}, "shorter than"),
-    ({"WILDSCAN_MAX_FILES": "0"}, "MAX_FILES"),
-    ({"WILDSCAN_BATCH_MAX_SIZE": "many"}, "WILDSCAN_BATCH_MAX_SIZE"),
-    ({"WILDSCAN_KEEP_EVIDENCE": "perhaps"}, "WILDSCAN_KEEP_EVIDENCE"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"WILDSCAN_AUTH": "0"}, "WILDSCAN_ALLOW_ANONYMOUS"),
+        ({"WILDSCAN_ALLOW_ANONYMOUS": "1", "WILDSCAN_HOST": "0.0.0.0"}, "loopback"),
+        ({"WILDSCAN_API_KEYS": "bob=short"}, "shorter than"),
+        ({"WILDSCAN_MAX_FILES": "0"}, "MAX_FILES"),
+        ({"WILDSCAN_BATCH_MAX_SIZE": "many"}, "WILDSCAN_BATCH_MAX_SIZE"),
+        ({"WILDSCAN_KEEP_EVIDENCE": "perhaps"}, "WILDSCAN_KEEP_EVIDENCE"),
+    ],
+)
 def test_settings_refuse_unsafe_or_malformed_values(env, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
@@ -208,20 +229,24 @@ def test_settings_defaults_are_safe(tmp_path):
 
 # --- bad input ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case, status, reason", [
-    ("zero_bytes", 422, "empty"),
-    ("truncated", 422, "truncated"),
-    ("corrupt", 422, "corrupt"),
-    ("text_as_jpg", 415, "not_an_image"),
-    ("pdf", 415, "unsupported_format"),
-    ("pixel_bomb", 413, "too_many_pixels"),
-])
+
+@pytest.mark.parametrize(
+    "case, status, reason",
+    [
+        ("zero_bytes", 422, "empty"),
+        ("truncated", 422, "truncated"),
+        ("corrupt", 422, "corrupt"),
+        ("text_as_jpg", 415, "not_an_image"),
+        ("pdf", 415, "unsupported_format"),
+        ("pixel_bomb", 413, "too_many_pixels"),
+    ],
+)
 def test_bad_uploads_get_a_clear_4xx(client, api_key, photo_bytes, case, status, reason):
     _, jpeg = photo_bytes("ivory_carving")
     data = {
         "zero_bytes": b"",
         "truncated": jpeg[: len(jpeg) // 2],
-        "corrupt": jpeg[:600] + bytes(range(256)) * 20 + jpeg[600 + 5120:],
+        "corrupt": jpeg[:600] + bytes(range(256)) * 20 + jpeg[600 + 5120 :],
         "text_as_jpg": b"this is a text file, not a photo\n" * 20,
         "pdf": b"%PDF-1.4\n" + b"0" * 100,
         "pixel_bomb": png_claiming(20000, 20000),
@@ -268,30 +293,47 @@ def test_too_many_files_is_413(tiny_bundle, tmp_path, photo_bytes):
 def test_form_without_files_or_with_bad_fields_is_422(client, api_key, photo_bytes):
     no_files = client.post("/v1/classify", data={"case_id": "x"}, headers=bearer(api_key))
     assert no_files.status_code == 422 and no_files.json()["detail"]["reason"] == "no_files"
-    bad_lang = client.post("/v1/classify", files=upload(photo_bytes("orchid")), data={"lang": "xx"},
-                           headers=bearer(api_key))
+    bad_lang = client.post(
+        "/v1/classify", files=upload(photo_bytes("orchid")), data={"lang": "xx"}, headers=bearer(api_key)
+    )
     assert bad_lang.status_code == 422 and bad_lang.json()["detail"]["reason"] == "bad_language"
 
 
 # --- audit store and lookups -------------------------------------------------------------
 
+
 def test_results_survive_in_the_sqlite_file(settings, api_key, photo_bytes):
     name, data = photo_bytes("reef_coral_live")
     with TestClient(create_app(settings)) as client:
-        record = client.post("/v1/classify", files=upload((name, data)), headers=bearer(api_key),
-                             data={"case_id": "NL-1", "note": "seller says 'fake'"}).json()["results"][0]
+        record = client.post(
+            "/v1/classify",
+            files=upload((name, data)),
+            headers=bearer(api_key),
+            data={"case_id": "NL-1", "note": "seller says 'fake'"},
+        ).json()["results"][0]
     db = sqlite3.connect(settings.db_path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         row = db.execute(
             "SELECT key_name, sha256, pdq, model_name, model_sha256, label, score, flagged, case_id, note, record "
-            "FROM results WHERE result_id = ?", (record["result_id"],)).fetchone()
+            "FROM results WHERE result_id = ?",
+            (record["result_id"],),
+        ).fetchone()
     finally:
         db.close()
-    assert row[:10] == ("officer-1", hashlib.sha256(data).hexdigest(), record["pdq"], "tiny.test",
-                        record["model"]["sha256"], record["label"], record["score"], int(record["flagged"]),
-                        "NL-1", "seller says 'fake'")
-    assert '"result_id": "%s"' % record["result_id"] in row[10]
+    assert row[:10] == (
+        "officer-1",
+        hashlib.sha256(data).hexdigest(),
+        record["pdq"],
+        "tiny.test",
+        record["model"]["sha256"],
+        record["label"],
+        record["score"],
+        int(record["flagged"]),
+        "NL-1",
+        "seller says 'fake'",
+    )
+    assert '"result_id": "{}"'.format(record["result_id"]) in row[10]
     assert data not in Path(settings.db_path).read_bytes()  # never the image itself
 
 
@@ -323,6 +365,7 @@ def test_user_keys_see_only_their_own_results_admins_see_all(client, settings, a
 
 
 # --- catalogue, model, health, metrics ---------------------------------------------------
+
 
 def test_labels_have_four_languages(client):
     body = client.get("/v1/labels").json()
@@ -364,6 +407,7 @@ def test_metrics_count_requests_images_flags_and_batches(client, api_key, photo_
 
 
 # --- micro-batching ----------------------------------------------------------------------
+
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_result(tiny_bundle, tmp_path, photo_bytes, reference):
     settings = Settings(model=str(tiny_bundle), data_dir=tmp_path, batch_max_wait_ms=200, batch_max_size=8)
@@ -417,9 +461,11 @@ def test_batcher_routes_rows_back_and_respects_the_size_limit():
 
 # --- explanations ------------------------------------------------------------------------
 
+
 def test_explain_returns_a_heatmap(client, api_key, photo_bytes):
-    response = client.post("/v1/classify", files=upload(photo_bytes("ivory_carving")), data={"explain": "true"},
-                           headers=bearer(api_key))
+    response = client.post(
+        "/v1/classify", files=upload(photo_bytes("ivory_carving")), data={"explain": "true"}, headers=bearer(api_key)
+    )
     record = response.json()["results"][0]
     heat = record["explanation"]
     assert np.array(heat["grid"]).shape == (7, 7)
@@ -448,13 +494,15 @@ def test_grid_region_follows_the_resize_mode():
 
 # --- disk hygiene, evidence, CLI, imports ------------------------------------------------
 
+
 def test_client_file_names_never_touch_the_disk(tiny_bundle, tmp_path, photo_bytes):
     settings = Settings(model=str(tiny_bundle), data_dir=tmp_path / "var", keep_evidence=True)
     key = Store(settings.db_path).add_key("a")
     _, data = photo_bytes("ivory_carving")
     with TestClient(create_app(settings)) as client:
-        record = client.post("/v1/classify", files=upload(("../../evil-name.jpg", data)),
-                             headers=bearer(key)).json()["results"][0]
+        record = client.post("/v1/classify", files=upload(("../../evil-name.jpg", data)), headers=bearer(key)).json()[
+            "results"
+        ][0]
     assert record["path"] == "evil-name.jpg"
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert not any("evil" in str(p) for p in written)
@@ -481,11 +529,18 @@ def test_keys_command_adds_lists_and_revokes(tmp_path, monkeypatch, capsys):
 
 
 def test_serving_never_imports_torch():
-    code = ("import sys, serving.app, serving.commands, serving.explain, serving.batcher; "
-            "from vision.cli import build_parser; build_parser(); "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    code = (
+        "import sys, serving.app, serving.commands, serving.explain, serving.batcher; "
+        "from vision.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert out.stdout.strip() == "False"
 
 

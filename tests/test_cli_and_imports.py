@@ -8,7 +8,19 @@ import pytest
 
 from vision.cli import main
 
-EXPECTED_COMMANDS = {"classify", "scan", "report", "serve", "keys", "gallery", "train", "evaluate", "export", "data", "models"}
+EXPECTED_COMMANDS = {
+    "classify",
+    "scan",
+    "report",
+    "serve",
+    "keys",
+    "gallery",
+    "train",
+    "evaluate",
+    "export",
+    "data",
+    "models",
+}
 
 
 def test_classify_prints_one_record_per_image(tiny_bundle, photo, tmp_path, capsys):
@@ -47,8 +59,12 @@ def test_help_lists_every_subcommand(capsys):
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

@@ -3,7 +3,6 @@
 import shutil
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from training import data
@@ -71,7 +70,9 @@ def test_stats_table_matches_split_file():
     table = data.stats_table()
     examples = data.load_split()
     ivory = Counter(ex.split for ex in examples if ex.cls == "ivory")
-    assert f"| ivory | wildlife | {ivory['train']} | {ivory['val']} | {ivory['test']} | {sum(ivory.values())} |" in table
+    assert (
+        f"| ivory | wildlife | {ivory['train']} | {ivory['val']} | {ivory['test']} | {sum(ivory.values())} |" in table
+    )
     assert f"| {len(examples)} |" in table.splitlines()[-1]
 
 

@@ -20,11 +20,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vision import gallery as gallery_module
+from vision import gallery_photos
 from vision.cli import main
 from vision.gallery import GalleryError, GalleryStore, gallery_db_path
-from vision.matching import (Match, choose_threshold, combine, conformal_confidence, gallery_scores, loo_scores,
-                             normalise, similarities)
+from vision.matching import (
+    Match,
+    choose_threshold,
+    combine,
+    conformal_confidence,
+    gallery_scores,
+    loo_scores,
+    normalise,
+    similarities,
+)
 from vision.registry import create_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +94,7 @@ def classify(capsys, bundle: Path, *paths: Path) -> list[dict]:
 
 # --- end to end through the CLI ------------------------------------------------------------
 
+
 def test_added_gallery_flags_a_reposted_photo_with_evidence(taught, refs, negatives, photo, tmp_path, capsys):
     copy = reencoded(refs[3], tmp_path / "repost.jpg")
     other = photo("marketplace_photo", 10)
@@ -107,16 +116,18 @@ def test_added_gallery_flags_a_reposted_photo_with_evidence(taught, refs, negati
 
 def test_no_galleries_flag_and_a_model_without_db_is_unchanged(taught, refs, tmp_path, capsys):
     copy = reencoded(refs[3], tmp_path / "repost.jpg")
-    code, out = run_cli(capsys, "classify", "--model", taught, "--no-galleries", copy)
+    _code, out = run_cli(capsys, "classify", "--model", taught, "--no-galleries", copy)
     record = json.loads(out)
     assert record["label"] != CATEGORY and record["gallery"] is None and record["matched_by"] == "model"
 
 
 def test_galleries_survive_a_new_process(taught, refs, tmp_path):
     copy = reencoded(refs[5], tmp_path / "repost.jpg")
-    code = (f"from vision.registry import create_model\n"
-            f"r = create_model({str(taught)!r}).predict_files([{str(copy)!r}])[0]\n"
-            f"print(r.label, r.matched_by, r.references[0]['sha256'], r.gallery['version'])")
+    code = (
+        f"from vision.registry import create_model\n"
+        f"r = create_model({str(taught)!r}).predict_files([{str(copy)!r}])[0]\n"
+        f"print(r.label, r.matched_by, r.references[0]['sha256'], r.gallery['version'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.split() == [CATEGORY, "reference", sha(refs[5]), "1"]
 
@@ -143,12 +154,12 @@ def test_versions_rise_on_every_change_and_remove_works(taught, refs, photo, tmp
     assert sha(refs[3]) not in {r["sha256"] for r in record["references"]}
     assert record["gallery"]["versions"] == {CATEGORY: 3}
     code, out = run_cli(capsys, "gallery", "remove", CATEGORY, "--model", taught, "--json")
-    assert json.loads(out)["references"] == 0 and json.loads(out)["version"] == 4
+    assert code == 0 and json.loads(out)["references"] == 0 and json.loads(out)["version"] == 4
     [record] = classify(capsys, taught, reencoded(refs[5], tmp_path / "repost.jpg"))
     assert record["matched_by"] == "model" and record["gallery"] is None  # an empty gallery is not consulted
     assert run_cli(capsys, "gallery", "remove", CATEGORY, "--sha256", "ab" * 32, "--model", taught)[0] == 1
     assert run_cli(capsys, "gallery", "add", "unicorn_horn", refs[0], "--model", taught)[0] == 1
-    code, out = run_cli(capsys, "gallery", "list", "--model", taught, "--json")
+    _code, out = run_cli(capsys, "gallery", "list", "--model", taught, "--json")
     listed = json.loads(out)
     assert listed["database"] == str(db) and listed["negative_pool"]["photos"] == 12
     assert [(g["category"], g["version"], g["references"]) for g in listed["galleries"]] == [(CATEGORY, 4, 0)]
@@ -168,6 +179,7 @@ def test_thresholds_come_from_leave_one_out_against_the_pool(taught):
 
 
 # --- export / import ----------------------------------------------------------------------
+
 
 def test_export_import_round_trips_exactly(taught, tmp_path, capsys, photo):
     first = tmp_path / "first.json"
@@ -205,7 +217,7 @@ def test_export_import_round_trips_exactly(taught, tmp_path, capsys, photo):
 
 
 def test_default_negative_pool_is_built_on_first_add(tiny_bundle, refs, monkeypatch, capsys):
-    monkeypatch.setattr(gallery_module, "NEGATIVES_PER_CLASS", 1)
+    monkeypatch.setattr(gallery_photos, "NEGATIVES_PER_CLASS", 1)
     code, out = run_cli(capsys, "gallery", "add", CATEGORY, *refs[:5], "--model", tiny_bundle, "--json")
     from training.data import classes
     from vision.taxonomy import get_category
@@ -218,6 +230,7 @@ def test_default_negative_pool_is_built_on_first_add(tiny_bundle, refs, monkeypa
 
 
 # --- the numbers ------------------------------------------------------------------------------
+
 
 def test_threshold_rule_keeps_one_percent_and_maximises_recall():
     negative = np.linspace(0.0, 0.99, 200).astype(np.float32)  # 1 % of 200 = 2 may pass
@@ -250,20 +263,24 @@ def _match(confidence: float) -> Match:
     return Match("pangolin_scales", 4, 0.93, 0.9, confidence, (("a" * 64, 0.93),))
 
 
-@pytest.mark.parametrize("head, confidence, expected", [
-    (("goods_other", 0.97, False), None, ("goods_other", 0.97, False, "model")),       # no match: head stands
-    (("goods_other", 0.97, False), 0.99, ("pangolin_scales", 0.99, True, "reference")),  # match overrides
-    (("uncertain", 0.30, False), 0.99, ("pangolin_scales", 0.99, True, "reference")),
-    (("reptile_skin_product", 0.80, True), 0.99, ("pangolin_scales", 0.99, True, "reference")),  # both: surer wins
-    (("ivory", 0.995, True), 0.99, ("ivory", 0.995, True, "model")),
-    (("ivory", 0.99, True), 0.99, ("ivory", 0.99, True, "model")),  # a tie keeps the head
-])
+@pytest.mark.parametrize(
+    "head, confidence, expected",
+    [
+        (("goods_other", 0.97, False), None, ("goods_other", 0.97, False, "model")),  # no match: head stands
+        (("goods_other", 0.97, False), 0.99, ("pangolin_scales", 0.99, True, "reference")),  # match overrides
+        (("uncertain", 0.30, False), 0.99, ("pangolin_scales", 0.99, True, "reference")),
+        (("reptile_skin_product", 0.80, True), 0.99, ("pangolin_scales", 0.99, True, "reference")),  # both: surer wins
+        (("ivory", 0.995, True), 0.99, ("ivory", 0.995, True, "model")),
+        (("ivory", 0.99, True), 0.99, ("ivory", 0.99, True, "model")),  # a tie keeps the head
+    ],
+)
 def test_combination_rule(head, confidence, expected):
     decision = combine(head, None if confidence is None else _match(confidence))
     assert (decision.label, decision.score, decision.flagged, decision.matched_by) == expected
 
 
 # --- the API ----------------------------------------------------------------------------------
+
 
 def test_api_admin_adds_photos_and_classify_uses_them(tiny_bundle, negatives, refs, tmp_path, capsys):
     from fastapi.testclient import TestClient
@@ -290,20 +307,26 @@ def test_api_admin_adds_photos_and_classify_uses_them(tiny_bundle, negatives, re
         one = client.get(f"/v1/galleries/{CATEGORY}", headers={"X-API-Key": admin}).json()
         assert {p["added_by"] for p in one["photos"]} == {"admin-1"}
         assert client.get("/v1/galleries/unicorn_horn", headers={"X-API-Key": admin}).status_code == 404
-        result = client.post("/v1/classify", files=[("files", (copy.name, copy.read_bytes(), "image/jpeg"))],
-                             headers={"X-API-Key": user}).json()["results"][0]
+        result = client.post(
+            "/v1/classify", files=[("files", (copy.name, copy.read_bytes(), "image/jpeg"))], headers={"X-API-Key": user}
+        ).json()["results"][0]
         assert result["label"] == CATEGORY and result["matched_by"] == "reference"
-        assert result["references"][0]["sha256"] == sha(refs[4]) and result["label_name"] == "Red or precious coral jewellery"
+        assert (
+            result["references"][0]["sha256"] == sha(refs[4])
+            and result["label_name"] == "Red or precious coral jewellery"
+        )
         exported = client.get("/v1/galleries/export", headers={"X-API-Key": admin}).json()
         assert len(exported["galleries"][0]["references"]) == 10
-        removed = client.delete(f"/v1/galleries/{CATEGORY}", params={"sha256": sha(refs[4])},
-                                headers={"X-API-Key": admin})
+        removed = client.delete(
+            f"/v1/galleries/{CATEGORY}", params={"sha256": sha(refs[4])}, headers={"X-API-Key": admin}
+        )
         assert removed.status_code == 200 and removed.json()["gallery"]["version"] == 2
         imported = client.post("/v1/galleries/import", json=exported, headers={"X-API-Key": admin})
         assert imported.json()["galleries"][0]["references"] == 10
 
 
 # --- the shipped model ------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_shipped_model_recognises_other_coral_jewellery_photos(shipped_model_dir, photo, tmp_path):
@@ -314,7 +337,7 @@ def test_shipped_model_recognises_other_coral_jewellery_photos(shipped_model_dir
     onnx = shipped_model_dir / "efficientnet_lite0.wildtrade_v1.onnx"
     if not onnx.is_file():
         pytest.skip(f"the shipped model is not built yet ({onnx})")
-    from vision.gallery import build_negative_pool, embed_files
+    from vision.gallery_photos import build_negative_pool, embed_files
 
     classifier = create_model(onnx, galleries=tmp_path / "galleries.db")
     build_negative_pool(classifier.galleries, classifier)

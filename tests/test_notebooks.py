@@ -56,8 +56,9 @@ def test_committed_notebooks_have_no_outputs():
         nbformat.validate(nb)
         code = [c for c in nb.cells if c.cell_type == "code"]
         for k, cell in enumerate(code):
-            assert cell.outputs == [] and cell.execution_count is None, \
+            assert cell.outputs == [] and cell.execution_count is None, (
                 f"{name}, code cell {k + 1} has outputs: run `make strip-notebooks` before committing"
+            )
         assert "parameters" in code[0].metadata.get("tags", []), f"{name}: the first code cell must hold the parameters"
 
 

@@ -10,7 +10,12 @@ from PIL import Image
 
 from vision.errors import ImageError
 from vision.preprocess import (
-    PreprocessConfig, load_for_model, load_image, normalize, resize_for_model, to_model_input,
+    PreprocessConfig,
+    load_for_model,
+    load_image,
+    normalize,
+    resize_for_model,
+    to_model_input,
 )
 
 CFG = PreprocessConfig()
@@ -24,11 +29,14 @@ def jpeg_bytes(img: Image.Image, **kw) -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height``, followed by a tiny (bogus) IDAT."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture()
@@ -86,7 +94,9 @@ def test_exif_rotated_photo_is_turned_upright(real):
     upright = real.transpose(Image.Transpose.ROTATE_270)
     diff = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(upright, np.float32)).mean()
     assert diff < 6  # JPEG noise only; the wrong rotation differs by far more
-    wrong = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(real.transpose(Image.Transpose.ROTATE_90), np.float32)).mean()
+    wrong = np.abs(
+        np.asarray(decoded.image, np.float32) - np.asarray(real.transpose(Image.Transpose.ROTATE_90), np.float32)
+    ).mean()
     assert wrong > 3 * diff
 
 
@@ -194,5 +204,5 @@ def test_pdq_of_the_reduced_decode_matches_the_full_size_hash(shared_data, manif
         full.append(pdq_hash(load_image(data).image, max_side=1600)[0])
     same = [pdq_distance(a, b) for a, b in zip(reduced, full)]
     assert max(same) <= PDQ_MATCH_DISTANCE
-    others = [pdq_distance(a, b) for i, a in enumerate(reduced) for b in reduced[i + 1:]]
+    others = [pdq_distance(a, b) for i, a in enumerate(reduced) for b in reduced[i + 1 :]]
     assert min(others) > 2 * PDQ_MATCH_DISTANCE

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from tiny_model import TINY_LABELS, make_tiny_bundle, tiny_logits
+
 from vision.bundle import load_bundle
 from vision.errors import BundleError
 from vision.hashing import sha256_file
@@ -13,8 +13,24 @@ from vision.preprocess import load_for_model
 from vision.registry import create_model, list_models
 from vision.runtime import Classifier
 
-RECORD_FIELDS = {"path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "possible", "scores", "model", "error",
-                 "matched_by", "gallery", "references", "head"}  # the last four: reference galleries
+RECORD_FIELDS = {
+    "path",
+    "sha256",
+    "pdq",
+    "width",
+    "height",
+    "label",
+    "score",
+    "flagged",
+    "possible",
+    "scores",
+    "model",
+    "error",
+    "matched_by",
+    "gallery",
+    "references",
+    "head",
+}  # the last four: reference galleries
 
 
 @pytest.fixture()
@@ -24,7 +40,13 @@ def clf(tiny_bundle) -> Classifier:
 
 @pytest.fixture()
 def photos(photo):
-    return [photo("ivory_carving"), photo("reef_coral_live"), photo("snake_live"), photo("marketplace_photo"), photo("orchid")]
+    return [
+        photo("ivory_carving"),
+        photo("reef_coral_live"),
+        photo("snake_live"),
+        photo("marketplace_photo"),
+        photo("orchid"),
+    ]
 
 
 def test_logits_equal_the_numpy_oracle(clf, photos):
@@ -64,7 +86,13 @@ def test_bad_inputs_become_error_records_in_place(clf, photos, tmp_path):
     text.write_text("not a photo")
     missing = tmp_path / "missing.jpg"
     results = clf.predict_files([photos[0], empty, text, missing, photos[1]])
-    assert [r.error["reason"] if r.error else None for r in results] == [None, "empty", "not_an_image", "unreadable", None]
+    assert [r.error["reason"] if r.error else None for r in results] == [
+        None,
+        "empty",
+        "not_an_image",
+        "unreadable",
+        None,
+    ]
     assert results[2].sha256 == sha256_file(text)  # the evidence hash is kept even for failures
     assert all(r.model["name"] == "tiny.test" for r in results)
 
@@ -79,7 +107,7 @@ def test_temperature_flattens_probabilities(tiny_bundle, photos):
 
 
 def test_decision_rule(clf):
-    ivory, coral, ceramic, goods = range(4)
+    _ivory, _coral, _ceramic, _goods = range(4)
     p = np.array([0.65, 0.05, 0.2, 0.1], np.float32)
     assert clf.decide(p) == ("ivory", pytest.approx(0.65), True)  # wildlife over its 0.6 threshold
     p = np.array([0.55, 0.05, 0.3, 0.1], np.float32)
@@ -110,5 +138,5 @@ def test_registry_lists_and_creates_by_name(tiny_bundle, monkeypatch):
     monkeypatch.setenv("WILDSCAN_MODELS_DIR", str(tiny_bundle.parent))
     assert list_models() == ["tiny.test"]
     assert create_model("tiny.test").bundle.name == "tiny.test"
-    with pytest.raises(BundleError, match="unknown model 'nope'.*tiny.test"):
+    with pytest.raises(BundleError, match=r"unknown model 'nope'.*tiny\.test"):
         create_model("nope")

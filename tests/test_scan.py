@@ -120,15 +120,20 @@ def test_identical_bytes_are_scored_once_and_linked_to_every_path(messy_folder, 
     original, copy = rows["00_ivory_carving.jpg"], rows["same_bytes.jpg"]
     assert original["sha256"] == copy["sha256"]
     assert without_time([original])[0] | {"path": None, "item_id": None} == without_time([copy])[0] | {
-        "path": None, "item_id": None}
+        "path": None,
+        "item_id": None,
+    }
     digest = original["sha256"]
     assert db_rows(db, "SELECT COUNT(*) FROM results WHERE sha256 = ?", digest) == [(1,)]
     linked = db_rows(db, "SELECT path FROM items WHERE sha256 = ? ORDER BY path", digest)
     assert [Path(p).name for (p,) in linked] == ["00_ivory_carving.jpg", "same_bytes.jpg"]
     # every path is an item; every item with bytes links to exactly one result
     assert db_rows(db, "SELECT COUNT(*) FROM items") == [(11,)]
-    assert db_rows(db, "SELECT COUNT(*) FROM items i LEFT JOIN results r ON r.sha256 = i.sha256 "
-                       "WHERE i.sha256 IS NOT NULL AND r.sha256 IS NULL") == [(0,)]
+    assert db_rows(
+        db,
+        "SELECT COUNT(*) FROM items i LEFT JOIN results r ON r.sha256 = i.sha256 "
+        "WHERE i.sha256 IS NOT NULL AND r.sha256 IS NULL",
+    ) == [(0,)]
 
 
 def test_rerun_scans_only_new_files_and_rewrites_the_same_rows(messy_folder, tiny_bundle, tmp_path, photo):
@@ -167,9 +172,16 @@ def test_thresholds_apply_to_stored_scores_without_rescoring(messy_folder, tiny_
 def _ads(folder: Path) -> list[dict]:
     photos = sorted(folder.glob("0*.jpg")) + [folder / "truncated.jpg"]
     return [
-        {"path": str(p.relative_to(folder)), "url": f"https://market.example/ad/{i}", "title": f"carving {i}",
-         "price": 10.5 * (i + 1), "seller": f"seller{i % 2}", "platform": "marketA" if i < 3 else "marketB",
-         "captured_at": f"2025-05-0{i + 1}T10:00:00Z", "label": f"crawler-label-{i}"}
+        {
+            "path": str(p.relative_to(folder)),
+            "url": f"https://market.example/ad/{i}",
+            "title": f"carving {i}",
+            "price": 10.5 * (i + 1),
+            "seller": f"seller{i % 2}",
+            "platform": "marketA" if i < 3 else "marketB",
+            "captured_at": f"2025-05-0{i + 1}T10:00:00Z",
+            "label": f"crawler-label-{i}",
+        }
         for i, p in enumerate(photos)
     ]
 
@@ -213,8 +225,10 @@ def test_manifest_metadata_reaches_every_output_row(messy_folder, tiny_bundle, t
 def test_manifest_with_image_bytes(messy_folder, tiny_bundle, tmp_path, encoding):
     photos = [messy_folder / "00_ivory_carving.jpg", messy_folder / "01_reef_coral_live.jpg", messy_folder / "text.jpg"]
     raw = encoding == "parquet-binary"
-    rows = [{"image": p.read_bytes() if raw else base64.b64encode(p.read_bytes()).decode(), "seller": f"s{i}"}
-            for i, p in enumerate(photos)]
+    rows = [
+        {"image": p.read_bytes() if raw else base64.b64encode(p.read_bytes()).decode(), "seller": f"s{i}"}
+        for i, p in enumerate(photos)
+    ]
     rows.append({"image": "" if not raw else b"", "seller": "s-empty"})
     suffix = encoding.split("-")[0]
     manifest = _write_manifest(rows, tmp_path / f"bytes.{suffix}")
@@ -230,18 +244,28 @@ def test_path_list_and_bad_inputs(messy_folder, tiny_bundle, tmp_path, capsys):
     listing = messy_folder / "list.txt"
     listing.write_text("# crawl of 2025-05-01\n00_ivory_carving.jpg\n\nsub/same_bytes.jpg\nmissing.jpg\n")
     items = list(iter_items([listing, messy_folder / "00_ivory_carving.jpg"]))
-    assert [Path(i.path).name for i in items] == ["00_ivory_carving.jpg", "same_bytes.jpg", "missing.jpg",
-                                                  "00_ivory_carving.jpg"]
-    summary = scan([str(listing), str(messy_folder / "00_ivory_carving.jpg")], [tmp_path / "r.jsonl"],
-                   model=str(tiny_bundle), workers=1)
+    assert [Path(i.path).name for i in items] == [
+        "00_ivory_carving.jpg",
+        "same_bytes.jpg",
+        "missing.jpg",
+        "00_ivory_carving.jpg",
+    ]
+    summary = scan(
+        [str(listing), str(messy_folder / "00_ivory_carving.jpg")],
+        [tmp_path / "r.jsonl"],
+        model=str(tiny_bundle),
+        workers=1,
+    )
     rows = jsonl(tmp_path / "r.jsonl")
     assert len(rows) == 3 and summary.info.total == 3  # the file reached twice is one record
     assert rows[2]["error_reason"] == "unreadable"
 
     with pytest.raises(InputError, match="no image column"):
         list(iter_items([_write_manifest([{"url": "x", "seller": "y"}], tmp_path / "noimg.csv")]))
-    assert main(["scan", str(tmp_path / "nothing.xlsx"), "--out", str(tmp_path / "x.jsonl"),
-                 "--model", str(tiny_bundle)]) == 1
+    assert (
+        main(["scan", str(tmp_path / "nothing.xlsx"), "--out", str(tmp_path / "x.jsonl"), "--model", str(tiny_bundle)])
+        == 1
+    )
     assert "input not found" in capsys.readouterr().err
     assert main(["scan", str(messy_folder), "--out", str(tmp_path / "x.xlsx"), "--model", str(tiny_bundle)]) == 1
 
@@ -270,8 +294,24 @@ def test_sigkill_mid_scan_then_resume_equals_an_uninterrupted_scan(tmp_path, tin
     scan([str(folder)], [reference], db=tmp_path / "reference.db", model=str(tiny_bundle), workers=2, batch_size=8)
 
     out, db = tmp_path / "resumed.jsonl", tmp_path / "resumed.db"
-    command = [sys.executable, "-m", "vision.cli", "scan", str(folder), "--out", str(out), "--db", str(db),
-               "--model", str(tiny_bundle), "--workers", "1", "--batch-size", "8", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "vision.cli",
+        "scan",
+        str(folder),
+        "--out",
+        str(out),
+        "--db",
+        str(db),
+        "--model",
+        str(tiny_bundle),
+        "--workers",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     committed = _wait_for_rows(db, proc, at_least=1)
     os.killpg(proc.pid, signal.SIGKILL)  # the scan and its worker processes, without warning
@@ -287,7 +327,8 @@ def test_sigkill_mid_scan_then_resume_equals_an_uninterrupted_scan(tmp_path, tin
     assert without_time(jsonl(out)) == without_time(jsonl(reference))
     assert db_rows(db, "SELECT COUNT(*), COUNT(DISTINCT item_id) FROM items") == [(total, total)]
     assert db_rows(db, "SELECT COUNT(*) FROM results") == db_rows(
-        db, "SELECT COUNT(DISTINCT sha256) FROM items WHERE sha256 IS NOT NULL")
+        db, "SELECT COUNT(DISTINCT sha256) FROM items WHERE sha256 IS NOT NULL"
+    )
 
 
 def _count(db: Path) -> int:
@@ -381,13 +422,30 @@ def test_clusters_are_exact_up_to_the_pdq_threshold():
 
 
 def test_report_summarises_flagged_items_by_category_seller_platform_and_clusters(
-        messy_folder, tiny_bundle, tmp_path, capsys):
+    messy_folder, tiny_bundle, tmp_path, capsys
+):
     ads = _ads(messy_folder)
     ads.append({**ads[0], "url": "https://other.example/ad/9", "seller": "reposter", "platform": "marketC"})
     manifest = _write_manifest(ads, messy_folder / "ads.csv")
     out = tmp_path / "r.csv"
-    assert main(["scan", str(manifest), "--out", str(out), "--model", str(tiny_bundle), "--quiet",
-                 "--threshold", "ivory=0.0", "--threshold", "reef_coral=1.0"]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                str(manifest),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_bundle),
+                "--quiet",
+                "--threshold",
+                "ivory=0.0",
+                "--threshold",
+                "reef_coral=1.0",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     text = capsys.readouterr().out
@@ -401,8 +459,10 @@ def test_report_summarises_flagged_items_by_category_seller_platform_and_cluster
 
 
 def test_scan_modules_never_import_torch():
-    code = ("import sys; import serving.scan.commands, serving.scan.local, serving.scan.ray_engine, "
-            "serving.scan.outputs, serving.scan.report; print('torch' in sys.modules)")
+    code = (
+        "import sys; import serving.scan.commands, serving.scan.local, serving.scan.ray_engine, "
+        "serving.scan.outputs, serving.scan.report; print('torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 
@@ -421,8 +481,14 @@ def test_pending_matches_items_by_id_when_the_folder_changes_between_walks(tmp_p
 
 def test_csv_output_never_carries_a_spreadsheet_formula(messy_folder, tiny_bundle, tmp_path):
     """Crawled fields are untrusted: a title such as =HYPERLINK(...) must reach the CSV as text."""
-    hostile = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
-               "\tindented", "\rreturn"]
+    hostile = [
+        '=HYPERLINK("http://evil.example","click")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(A1:A9)",
+        "\tindented",
+        "\rreturn",
+    ]
     ads = [{**ad, "title": hostile[i % len(hostile)], "seller": "=1+1"} for i, ad in enumerate(_ads(messy_folder))]
     manifest = _write_manifest(ads, messy_folder / "hostile.jsonl")
     out = tmp_path / "results.csv"

@@ -38,7 +38,9 @@ def crawl(tmp_path, shared_data, manifest) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ads = [{"image": (folder / "photos" / f"0{i}.jpg").read_bytes(), "seller": f"s{i}", "price": 5.0 * i} for i in (1, 2)]
+    ads = [
+        {"image": (folder / "photos" / f"0{i}.jpg").read_bytes(), "seller": f"s{i}", "price": 5.0 * i} for i in (1, 2)
+    ]
     pq.write_table(pa.Table.from_pylist(ads), folder / "ads.parquet")
     return folder
 
@@ -67,7 +69,11 @@ def test_ray_engine_records_equal_the_local_engine(ray_cluster, crawl, tiny_bund
     ray_rows = rows_of(tmp_path / "ray.jsonl")
     assert_same_records(ray_rows, rows_of(tmp_path / "local.jsonl"))
     reasons = {Path(r["path"]).name: r["error_reason"] for r in ray_rows}
-    assert (reasons["truncated.jpg"], reasons["empty.jpg"], reasons["text.jpg"]) == ("truncated", "empty", "not_an_image")
+    assert (reasons["truncated.jpg"], reasons["empty.jpg"], reasons["text.jpg"]) == (
+        "truncated",
+        "empty",
+        "not_an_image",
+    )
     assert [r["seller"] for r in ray_rows[-2:]] == ["s1", "s2"]
 
 
@@ -77,8 +83,9 @@ def test_ray_engine_continues_a_scan_the_local_engine_began(ray_cluster, crawl, 
     half.write_text("\n".join(str(p) for p in photos[: len(photos) // 2]))
     db = tmp_path / "shared.db"
     scan([str(half)], [tmp_path / "half.jsonl"], db=db, model=str(tiny_bundle), engine="local", workers=1)
-    resumed = scan([str(crawl / "photos")], [tmp_path / "resumed.jsonl"], db=db, model=str(tiny_bundle),
-                   engine="ray", workers=2)
+    resumed = scan(
+        [str(crawl / "photos")], [tmp_path / "resumed.jsonl"], db=db, model=str(tiny_bundle), engine="ray", workers=2
+    )
     assert (resumed.done_before, resumed.new) == (len(photos) // 2, len(photos) - len(photos) // 2)
 
     scan([str(crawl / "photos")], [tmp_path / "full.jsonl"], model=str(tiny_bundle), engine="local")

@@ -39,7 +39,9 @@ def test_bundle_is_consistent_and_documented(shipped, shipped_model_dir):
 def test_known_photos_get_their_known_labels(shipped, shared_data):
     paths = [shared_data / row["path"] for row in EXPECTED]
     results = shipped.predict_files(paths)
-    wrong = [(row["path"], row["label"], r.label, r.score) for row, r in zip(EXPECTED, results) if r.label != row["label"]]
+    wrong = [
+        (row["path"], row["label"], r.label, r.score) for row, r in zip(EXPECTED, results) if r.label != row["label"]
+    ]
     assert not wrong
     for row, r in zip(EXPECTED, results):
         # wildlife is flagged, or (model 2) at least shown as a possible match of its own class

@@ -59,8 +59,16 @@ def tiny_run(tmp_path_factory):
     from training.train import TrainConfig, run
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(name="tiny.run", limit_per_class=2, epochs=1, train_views=1, batch_size=16,
-                      out_dir=str(out), cache_dir=str(out / "cache"), workers=1)
+    cfg = TrainConfig(
+        name="tiny.run",
+        limit_per_class=2,
+        epochs=1,
+        train_views=1,
+        batch_size=16,
+        out_dir=str(out),
+        cache_dir=str(out / "cache"),
+        workers=1,
+    )
     return run(cfg, progress=False)
 
 
@@ -72,10 +80,32 @@ def test_one_epoch_training_run_writes_a_complete_run(tiny_run):
     assert calibration["labels"] == data.classes()
     assert calibration["train_photos"] == 2 * len(data.classes())
     assert 0.05 < calibration["temperature"] < 20
-    assert set(calibration["thresholds"]) == {c for c in data.classes() if c in {
-        "ivory", "reptile_skin_product", "reef_coral", "butterfly_insect", "bird_other", "bird_of_prey", "parrot",
-        "big_cat", "crocodilian", "snake", "lizard", "turtle_tortoise", "seahorse", "orchid", "cactus_succulent",
-        "taxidermy", "shark", "exotic_mammal", "amphibian"}}
+    assert set(calibration["thresholds"]) == {
+        c
+        for c in data.classes()
+        if c
+        in {
+            "ivory",
+            "reptile_skin_product",
+            "reef_coral",
+            "butterfly_insect",
+            "bird_other",
+            "bird_of_prey",
+            "parrot",
+            "big_cat",
+            "crocodilian",
+            "snake",
+            "lizard",
+            "turtle_tortoise",
+            "seahorse",
+            "orchid",
+            "cactus_succulent",
+            "taxidermy",
+            "shark",
+            "exotic_mammal",
+            "amphibian",
+        }
+    }
     assert np.isfinite(history[0]["train_loss"])
 
 
@@ -88,8 +118,10 @@ def test_export_matches_torch_on_real_photos(tiny_run, tmp_path):
     path = export_onnx(net, pre.input_size, tmp_path / "tiny.run.onnx")
     report = check_parity(net, path, pre, parity_photos(1))
     assert report["max_abs_logit_diff"] <= 1e-3 and report["top1_agreement"] == 1.0
-    save_bundle_config(path, BundleConfig(name="tiny.run", version="0", labels=calibration["labels"], preprocess=pre,
-                                          embedding_dim=1280))
+    save_bundle_config(
+        path,
+        BundleConfig(name="tiny.run", version="0", labels=calibration["labels"], preprocess=pre, embedding_dim=1280),
+    )
     assert load_bundle(path).config.embedding_dim == 1280  # the graph's embedding output agrees with the JSON
     with pytest.raises(RuntimeError, match="differs from torch"):
         check_parity(net, path, pre, parity_photos(1), tolerance=0.0)
@@ -101,13 +133,23 @@ def test_end_to_end_mode_trains_the_trunk_too(tmp_path):
     from training.model import build
     from training.train import TrainConfig, run
 
-    cfg = TrainConfig(name="e2e", mode="full", limit_per_class=1, epochs=1, batch_size=8, workers=0,
-                      out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    cfg = TrainConfig(
+        name="e2e",
+        mode="full",
+        limit_per_class=1,
+        epochs=1,
+        batch_size=8,
+        workers=0,
+        out_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+    )
     run_dir = run(cfg, progress=False)
     assert (run_dir / "trunk.pt").exists() and json.loads((run_dir / "calibration.json").read_text())["temperature"] > 0
     _, _, net = load_run(run_dir)
     fresh = build(cfg.arch, len(data.classes()), cfg.cut)
-    changed = [not torch.equal(a, b) for a, b in zip(net.trunk.state_dict().values(), fresh.trunk.state_dict().values())]
+    changed = [
+        not torch.equal(a, b) for a, b in zip(net.trunk.state_dict().values(), fresh.trunk.state_dict().values())
+    ]
     assert any(changed)
 
 
@@ -142,14 +184,22 @@ def test_a_cut_inside_a_stage_moves_layers_to_the_top_and_keeps_the_network(phot
 
 # --- model 2 recipe: frozen trunk + one-vs-rest heads ------------------------------------
 
+
 @pytest.fixture(scope="module")
 def heads_run(tmp_path_factory):
     from training.heads import HeadsConfig
     from training.heads import run as run_heads
 
     out = tmp_path_factory.mktemp("heads")
-    cfg = HeadsConfig(name="tiny.heads", epochs=2, hidden=64, listing_views=1, out_dir=str(out),
-                      cache_dir=str(out / "cache"), workers=1)
+    cfg = HeadsConfig(
+        name="tiny.heads",
+        epochs=2,
+        hidden=64,
+        listing_views=1,
+        out_dir=str(out),
+        cache_dir=str(out / "cache"),
+        workers=1,
+    )
     return run_heads(cfg, progress=False, limit_per_class=2)
 
 

@@ -45,8 +45,14 @@ def test_views_are_the_whole_photo_and_each_crop(photo):
 
 @pytest.mark.parametrize("crops_from, crops_run", [(0.0, True), (0.9999, False)])
 def test_object_scores_take_the_best_view_when_the_cascade_runs_crops(tmp_path, photo, crops_from, crops_run):
-    path = make_tiny_bundle(tmp_path, crops=CROPS, score_mode="sigmoid", object_labels=["ivory"],
-                            crops_from=crops_from, thresholds={"ivory": 0.9999, "reef_coral": 0.9999})
+    path = make_tiny_bundle(
+        tmp_path,
+        crops=CROPS,
+        score_mode="sigmoid",
+        object_labels=["ivory"],
+        crops_from=crops_from,
+        thresholds={"ivory": 0.9999, "reef_coral": 0.9999},
+    )
     clf = Classifier.from_path(path, galleries=None)
     data = corner_photo(photo)
     tensor = load_for_model(data, clf.preprocess)[0]
@@ -63,12 +69,20 @@ def test_possible_match_band_below_the_threshold(tmp_path, photo):
     data = corner_photo(photo)
     base = make_tiny_bundle(tmp_path / "a", score_mode="sigmoid", possible_ratio=0.5)
     score = Classifier.from_path(base, galleries=None).predict([("p", data)])[0].scores["ivory"]
-    band = make_tiny_bundle(tmp_path / "b", score_mode="sigmoid", possible_ratio=0.5,
-                            thresholds={"ivory": min(0.99, score / 0.75), "reef_coral": 0.99})
+    band = make_tiny_bundle(
+        tmp_path / "b",
+        score_mode="sigmoid",
+        possible_ratio=0.5,
+        thresholds={"ivory": min(0.99, score / 0.75), "reef_coral": 0.99},
+    )
     [result] = Classifier.from_path(band, galleries=None).predict([("p", data)])
     assert not result.flagged and result.possible == "ivory"
-    none = make_tiny_bundle(tmp_path / "c", score_mode="sigmoid", possible_ratio=0.5,
-                            thresholds={"ivory": min(0.999, score / 0.4), "reef_coral": 0.99})
+    none = make_tiny_bundle(
+        tmp_path / "c",
+        score_mode="sigmoid",
+        possible_ratio=0.5,
+        thresholds={"ivory": min(0.999, score / 0.4), "reef_coral": 0.99},
+    )
     assert Classifier.from_path(none, galleries=None).predict([("p", data)])[0].possible is None
 
 

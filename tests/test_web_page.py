@@ -16,19 +16,25 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_model import make_tiny_bundle
 
 from serving.app import create_app
 from serving.settings import Settings
 from serving.store import Store
-from tiny_model import make_tiny_bundle
 from vision.registry import create_model
 from vision.taxonomy import get_category, label_name
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = Path("/tmp/page.png")
 
 
@@ -158,7 +164,8 @@ def test_wrong_key_and_bad_file_are_explained_in_words(page, server, tmp_path):
 
     enter_key(page, server["key"])
     page.set_input_files("#file-input", str(junk))
-    expect(page.locator(".card").first.locator(".error-text")).to_contain_text("This file is not an image",
-                                                                              timeout=20000)
+    expect(page.locator(".card").first.locator(".error-text")).to_contain_text(
+        "This file is not an image", timeout=20000
+    )
     page.select_option("#lang", "de")
     expect(page.locator(".card").first.locator(".error-text")).to_contain_text("Diese Datei ist kein Bild")

@@ -34,8 +34,13 @@ def build_tiny_onnx(path: Path, size: int = 32) -> Path:
         helper.make_node("MatMul", ["embedding", "W"], ["mm"]),
         helper.make_node("Add", ["mm", "B"], ["logits"]),
     ]
-    graph = helper.make_graph(nodes, "tiny", [image], [logits, embedding],
-                              initializer=[numpy_helper.from_array(TINY_W, "W"), numpy_helper.from_array(TINY_B, "B")])
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [image],
+        [logits, embedding],
+        initializer=[numpy_helper.from_array(TINY_W, "W"), numpy_helper.from_array(TINY_B, "B")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -52,8 +57,11 @@ def tiny_logits(batch: np.ndarray) -> np.ndarray:
 def make_tiny_bundle(folder: Path, name: str = "tiny.test", size: int = 32, crops=(), **config) -> Path:
     onnx_path = build_tiny_onnx(folder / f"{name}.onnx", size)
     cfg = BundleConfig(
-        name=name, version="0.0.1", labels=list(TINY_LABELS),
-        preprocess=PreprocessConfig(input_size=size, crops=crops), embedding_dim=3,
+        name=name,
+        version="0.0.1",
+        labels=list(TINY_LABELS),
+        preprocess=PreprocessConfig(input_size=size, crops=crops),
+        embedding_dim=3,
         **{"thresholds": {"ivory": 0.6, "reef_coral": 0.6}, **config},
     )
     save_bundle_config(onnx_path, cfg)

@@ -16,13 +16,52 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 _WORDS = [
-    "SALE", "SOLD", "EUR 450", "GBP 120", "$ 89", "45,00 EUR", "VB 200", "NEW", "RARE", "ANTIQUE", "Antiek",
-    "À VENDRE", "ZU VERKAUFEN", "TE KOOP", "Free shipping", "Livraison", "Versand", "OBO", "-50%",
-    "Collection", "Vintage", "Top quality", "www.shop-antik.de", "@seller_123", "WhatsApp only",
-    "Original", "Handmade", "Unique", "Lot 17", "Ref. 2291", "Nouveau", "Prix ferme", "Schnäppchen",
+    "SALE",
+    "SOLD",
+    "EUR 450",
+    "GBP 120",
+    "$ 89",
+    "45,00 EUR",
+    "VB 200",
+    "NEW",
+    "RARE",
+    "ANTIQUE",
+    "Antiek",
+    "À VENDRE",
+    "ZU VERKAUFEN",
+    "TE KOOP",
+    "Free shipping",
+    "Livraison",
+    "Versand",
+    "OBO",
+    "-50%",
+    "Collection",
+    "Vintage",
+    "Top quality",
+    "www.shop-antik.de",
+    "@seller_123",
+    "WhatsApp only",
+    "Original",
+    "Handmade",
+    "Unique",
+    "Lot 17",
+    "Ref. 2291",
+    "Nouveau",
+    "Prix ferme",
+    "Schnäppchen",
 ]
-_CLOTH = [(120, 20, 40), (20, 40, 110), (15, 90, 50), (30, 30, 30), (200, 190, 170), (90, 60, 40),
-          (140, 140, 150), (230, 230, 225), (170, 120, 60), (60, 20, 80)]
+_CLOTH = [
+    (120, 20, 40),
+    (20, 40, 110),
+    (15, 90, 50),
+    (30, 30, 30),
+    (200, 190, 170),
+    (90, 60, 40),
+    (140, 140, 150),
+    (230, 230, 225),
+    (170, 120, 60),
+    (60, 20, 80),
+]
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -61,7 +100,9 @@ def watermark(img: Image.Image, rng: random.Random) -> Image.Image:
     layer = Image.new("RGBA", (w * 2, h * 2), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     font = _font(rng.randint(max(10, h // 14), max(12, h // 7)))
-    text = rng.choice(["© shop", "antik-haus", "ivory-art.fr", "SAMPLE", "kleinanzeigen", "marktplaats", rng.choice(_WORDS)])
+    text = rng.choice(
+        ["© shop", "antik-haus", "ivory-art.fr", "SAMPLE", "kleinanzeigen", "marktplaats", rng.choice(_WORDS)]
+    )
     alpha = rng.randint(50, 120)
     color = rng.choice([(255, 255, 255), (0, 0, 0), (200, 200, 200)])
     step_x, step_y = max(40, w // 2), max(30, h // 4)

@@ -15,7 +15,6 @@ from vision.taxonomy import list_categories
 
 from .evaluate import markdown_report
 
-
 NOTES = Path(__file__).with_name("model_card_notes.md")
 
 
@@ -35,11 +34,16 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     covered = set(cfg.labels)
     not_covered = [c for c in list_categories("wildlife") if c.id not in covered]
     td = cfg.training_data
-    rule = ("one-vs-rest: `p = sigmoid(logits / temperature)` per class" if cfg.score_mode == "sigmoid"
-            else "`p = softmax(logits / temperature)`")
+    rule = (
+        "one-vs-rest: `p = sigmoid(logits / temperature)` per class"
+        if cfg.score_mode == "sigmoid"
+        else "`p = softmax(logits / temperature)`"
+    )
     views = cfg.preprocess.views
     devads_md = (eval_dir / "devads.md").read_text() if (eval_dir / "devads.md").exists() else ""
-    selection = json.loads((eval_dir / "selection.json").read_text()) if (eval_dir / "selection.json").exists() else None
+    selection = (
+        json.loads((eval_dir / "selection.json").read_text()) if (eval_dir / "selection.json").exists() else None
+    )
     lines = [
         f"# Model card: {cfg.name} {cfg.version}",
         "",
@@ -51,17 +55,30 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         f"- **Preprocessing** (stored in the bundle JSON, used by training, export checks, API and scanner): "
         f"{cfg.preprocess.resize_mode} to {cfg.preprocess.input_size}×{cfg.preprocess.input_size}, "
         f"{cfg.preprocess.interpolation}, mean {cfg.preprocess.mean}, std {cfg.preprocess.std}"
-        + (f"; {views} views per photo: the whole photo and {views - 1} crops "
-           f"{[list(c) for c in cfg.preprocess.crops]} (left, top, right, bottom as fractions)" if views > 1 else "")
+        + (
+            f"; {views} views per photo: the whole photo and {views - 1} crops "
+            f"{[list(c) for c in cfg.preprocess.crops]} (left, top, right, bottom as fractions)"
+            if views > 1
+            else ""
+        )
         + ".",
         f"- **Scores**: {rule}; temperature {cfg.temperature} fitted on validation; `uncertain` below "
         f"{cfg.uncertain_below}."
-        + (f" Object classes ({', '.join(f'`{o}`' for o in cfg.object_labels)}) take their best score over the "
-           f"whole photo and its crops; crops run only for photos not flagged on the whole photo whose best "
-           f"wildlife-object score (ivory, reptile skin) reaches {cfg.crops_from} (a cascade)." if cfg.object_labels else "")
-        + (f" A wildlife score at or above {cfg.possible_ratio} × its threshold is reported as a *possible "
-           "match* (check by eye) without flagging." if cfg.possible_ratio else ""),
-        f"- **Created** {cfg.created}; training data `{td.get('dataset')}` (splits.csv SHA-256 `{td.get('splits_sha256', '')[:16]}…`), "
+        + (
+            f" Object classes ({', '.join(f'`{o}`' for o in cfg.object_labels)}) take their best score over the "
+            f"whole photo and its crops; crops run only for photos not flagged on the whole photo whose best "
+            f"wildlife-object score (ivory, reptile skin) reaches {cfg.crops_from} (a cascade)."
+            if cfg.object_labels
+            else ""
+        )
+        + (
+            f" A wildlife score at or above {cfg.possible_ratio} × its threshold is reported as a *possible "
+            "match* (check by eye) without flagging."
+            if cfg.possible_ratio
+            else ""
+        ),
+        f"- **Created** {cfg.created}; training data `{td.get('dataset')}` "
+        f"(splits.csv SHA-256 `{td.get('splits_sha256', '')[:16]}…`), "
         f"photos per split {td.get('photos')}, {td.get('train_views_per_photo')} views per training photo.",
         "",
         "## What it is for, and what not",
@@ -78,11 +95,15 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         "",
     ]
     if devads_md:
-        lines += ["## Real sale posts first (`dev-ads`; `wildscan evaluate --split dev-ads`)", "",
-                  "The only real listing photos in the data: social-media posts of sellers advertising ivory, "
-                  "labelled per photo. Never trained on. The ivory threshold is chosen on them, so the headline "
-                  "row judges each post group with the threshold chosen on the other groups (cross-validation).",
-                  "", devads_md]
+        lines += [
+            "## Real sale posts first (`dev-ads`; `wildscan evaluate --split dev-ads`)",
+            "",
+            "The only real listing photos in the data: social-media posts of sellers advertising ivory, "
+            "labelled per photo. Never trained on. The ivory threshold is chosen on them, so the headline "
+            "row judges each post group with the threshold chosen on the other groups (cross-validation).",
+            "",
+            devads_md,
+        ]
     if selection:
         lines += selection_section(selection)
     lines += [
@@ -104,13 +125,15 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         "precision ≥ 0.85), never below the score at which ivory flags 5 % of the non-wildlife validation "
         f"photos (look-alikes included): {td.get('ivory_floor', '—')}.",
         "",
-        "| class | threshold |", "|---|---:|",
+        "| class | threshold |",
+        "|---|---:|",
         *[f"| {k} | {v:.3f} |" for k, v in cfg.thresholds.items()],
         "",
         "## Export checks and speed (measured by `wildscan export` in one run)",
         "",
         f"- ONNX parity against torch on {export['parity']['photos']} real test photos: max |Δlogit| "
-        f"{export['parity']['max_abs_logit_diff']:.2e}, max |Δembedding| {export['parity']['max_abs_embedding_diff']:.2e} "
+        f"{export['parity']['max_abs_logit_diff']:.2e}, "
+        f"max |Δembedding| {export['parity']['max_abs_embedding_diff']:.2e} "
         f"(tolerance {export['parity']['tolerance']}), top-1 agreement {export['parity']['top1_agreement']:.3f}.",
     ]
     dev = json.loads((eval_dir / "devads.json").read_text()) if (eval_dir / "devads.json").exists() else None
@@ -147,15 +170,23 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
 
 def selection_section(selection: dict) -> list[str]:
     """How the trunk, the head and the views were chosen (``NAME.eval/selection.json``)."""
-    lines = ["## How this model was chosen (dev-ads first, then validation)", "", selection["how"], "",
-             "| variant | dev-ads ivory AUC | CV precision | CV recall | CV F1 | false flags, not-ivory photos "
-             "| val wildlife macro-F1 clean / ad-style / listing | relative cost |",
-             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "## How this model was chosen (dev-ads first, then validation)",
+        "",
+        selection["how"],
+        "",
+        "| variant | dev-ads ivory AUC | CV precision | CV recall | CV F1 | false flags, not-ivory photos "
+        "| val wildlife macro-F1 clean / ad-style / listing | relative cost |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for r in selection["rows"]:
         val = r.get("val")
-        lines.append(f"| {r['variant']} | {r['auc']:.3f} | {r['cv_precision']:.3f} | {r['cv_recall']:.3f} | "
-                     f"{r['cv_f1']:.3f} | {r['false_flags']:.1%} | "
-                     + (f"{val[0]:.3f} / {val[1]:.3f} / {val[2]:.3f}" if val else "—") + f" | {r['cost']} |")
+        lines.append(
+            f"| {r['variant']} | {r['auc']:.3f} | {r['cv_precision']:.3f} | {r['cv_recall']:.3f} | "
+            f"{r['cv_f1']:.3f} | {r['false_flags']:.1%} | "
+            + (f"{val[0]:.3f} / {val[1]:.3f} / {val[2]:.3f}" if val else "—")
+            + f" | {r['cost']} |"
+        )
     return lines + ["", selection.get("notes", ""), ""]
 
 
@@ -163,7 +194,7 @@ def targets_section(metrics: dict, dev: dict | None = None) -> list[str]:
     """The model issue's targets against this model's figures (Markdown lines)."""
     clean, ad = metrics["clean"], metrics["ad"]
     f1c, f1a = clean["macro_f1_wildlife"], ad["macro_f1_wildlife"]
-    yes = lambda ok: "yes" if ok else "no"  # noqa: E731
+    yes = lambda ok: "yes" if ok else "no"
     lines = ["## Targets from the issue, measured", "", "| target | result | met? |", "|---|---|---|"]
     if dev:
         cv = dev["cross_validated"]

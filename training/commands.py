@@ -47,11 +47,18 @@ def run_data(args: argparse.Namespace) -> int:
 
 def register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the model (cached features on CPU)")
-    p.add_argument("--recipe", choices=["heads", "finetune"], default="heads",
-                   help="heads: frozen ImageNet trunk + one-vs-rest heads chosen on real sale posts (model 2, "
-                        "the shipped one); finetune: the model 1 recipe (fine-tuned top, softmax)")
-    p.add_argument("--config", help="recipe JSON (default: training/configs/efficientnet_lite0.wildtrade_v1.heads.json "
-                                    "for heads, ...wildtrade_v1.json for finetune)")
+    p.add_argument(
+        "--recipe",
+        choices=["heads", "finetune"],
+        default="heads",
+        help="heads: frozen ImageNet trunk + one-vs-rest heads chosen on real sale posts (model 2, "
+        "the shipped one); finetune: the model 1 recipe (fine-tuned top, softmax)",
+    )
+    p.add_argument(
+        "--config",
+        help="recipe JSON (default: training/configs/efficientnet_lite0.wildtrade_v1.heads.json "
+        "for heads, ...wildtrade_v1.json for finetune)",
+    )
     p.add_argument("--name", help="run name (default from the config)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", choices=["cpu", "cuda"])
@@ -74,9 +81,15 @@ def run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, run
 
     config = args.config or "training/configs/efficientnet_lite0.wildtrade_v1.json"
-    cfg = TrainConfig.from_file(config, name=args.name, epochs=args.epochs, device=args.device,
-                                limit_per_class=args.limit_per_class, out_dir=args.out_dir,
-                                train_views=args.train_views)
+    cfg = TrainConfig.from_file(
+        config,
+        name=args.name,
+        epochs=args.epochs,
+        device=args.device,
+        limit_per_class=args.limit_per_class,
+        out_dir=args.out_dir,
+        train_views=args.train_views,
+    )
     print(run(cfg, progress=not args.quiet))
     return 0
 
@@ -94,8 +107,9 @@ def register_export(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
-    report = export_run(Path(args.run), Path(args.out), version=args.version, int8=not args.no_int8,
-                        progress=not args.quiet)
+    report = export_run(
+        Path(args.run), Path(args.out), version=args.version, int8=not args.no_int8, progress=not args.quiet
+    )
     print(json.dumps(report, indent=2))
     return 0
 
@@ -103,9 +117,12 @@ def run_export(args: argparse.Namespace) -> int:
 def register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a model bundle on real sale posts (dev-ads) or a dataset split")
     p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
-    p.add_argument("--split", default="test",
-                   help="dev-ads (real sale posts: ivory precision/recall/F1, AUC, PR curve, false flags), "
-                        "or test/val/train (clean, ad-style and listing-scene views)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="dev-ads (real sale posts: ivory precision/recall/F1, AUC, PR curve, false flags), "
+        "or test/val/train (clean, ad-style and listing-scene views)",
+    )
     p.add_argument("--out", default=None, help="folder for metrics.json and metrics.md (default: print)")
     p.add_argument("--limit-per-class", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

@@ -22,8 +22,18 @@ import numpy as np
 from vision.taxonomy import get_category
 
 from . import data, devads, metrics
-from .heads import (EVAL_VIEWS, OBJECT_LABELS, FeatureSource, HeadsConfig, aggregate, crop_views, dev_ads,
-                    fit_temperature, head_logits, ovr_thresholds, sigmoid, targets_matrix, train_head, views_of)
+from .heads import (
+    EVAL_VIEWS,
+    FeatureSource,
+    HeadsConfig,
+    crop_views,
+    dev_ads,
+    head_logits,
+    targets_matrix,
+    train_head,
+    views_of,
+)
+from .rule import OBJECT_LABELS, aggregate, fit_temperature, ovr_thresholds, sigmoid
 
 
 def compare(cfg: HeadsConfig) -> list[dict]:
@@ -40,8 +50,10 @@ def compare(cfg: HeadsConfig) -> list[dict]:
     pv = sigmoid(lv / temperature)
     thresholds = ovr_thresholds(pv, np.tile(yv1, (len(EVAL_VIEWS), 1)), labels, wildlife)
     wild_labels = [lab for lab in labels if get_category(lab).is_wildlife]
-    val = [round(metrics.macro_f1(metrics.per_class(yv1.argmax(1), part.argmax(1), labels), wild_labels), 4)
-           for part in np.split(pv, len(EVAL_VIEWS))]
+    val = [
+        round(metrics.macro_f1(metrics.per_class(yv1.argmax(1), part.argmax(1), labels), wild_labels), 4)
+        for part in np.split(pv, len(EVAL_VIEWS))
+    ]
     ads = [ex for ex in dev_ads() if ex.cls in ("ivory", "not_ivory")]
     n = 1 + len(cfg.crops)
     dp = sigmoid(head_logits(head, src("dev-ads", views_of(ads, crop_views(len(cfg.crops))))) / temperature)
@@ -57,11 +69,22 @@ def compare(cfg: HeadsConfig) -> list[dict]:
         thr = np.array([thresholds.get(lab, 1.0) for lab in labels])
         thr[ivory] = devads.best_threshold(score, positives)
         false = (wildlife & (p >= thr)).any(1)[~positives].mean()
-        out.append({"arch": cfg.arch, "head": f"MLP {cfg.hidden}" if cfg.hidden else "linear",
-                    "listing_views": cfg.listing_views, "ad_views": cfg.ad_views, "epochs": cfg.epochs, "views": mode,
-                    "auc": round(metrics.roc_auc(score, positives), 4), "cv_precision": round(cv["precision"], 4),
-                    "cv_recall": round(cv["recall"], 4), "cv_f1": round(cv["f1"], 4),
-                    "false_flags": round(float(false), 4), "val": val})
+        out.append(
+            {
+                "arch": cfg.arch,
+                "head": f"MLP {cfg.hidden}" if cfg.hidden else "linear",
+                "listing_views": cfg.listing_views,
+                "ad_views": cfg.ad_views,
+                "epochs": cfg.epochs,
+                "views": mode,
+                "auc": round(metrics.roc_auc(score, positives), 4),
+                "cv_precision": round(cv["precision"], 4),
+                "cv_recall": round(cv["recall"], 4),
+                "cv_f1": round(cv["f1"], 4),
+                "false_flags": round(float(false), 4),
+                "val": val,
+            }
+        )
     return out
 
 
@@ -74,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--append", type=Path, help="append the rows to this JSON list")
     args = p.parse_args(argv)
-    cfg = HeadsConfig(arch=args.arch, listing_views=args.listing_views, ad_views=args.ad_views,
-                      hidden=args.hidden, epochs=args.epochs)
+    cfg = HeadsConfig(
+        arch=args.arch, listing_views=args.listing_views, ad_views=args.ad_views, hidden=args.hidden, epochs=args.epochs
+    )
     rows = compare(cfg)
     for row in rows:
         print(json.dumps(row))

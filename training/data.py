@@ -51,6 +51,7 @@ class Example:
 
 # --- reading the definitions ---------------------------------------------------------------
 
+
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -92,6 +93,7 @@ def load_split(split: str | None = None, dataset_dir: Path = DATASET_DIR) -> lis
 
 # --- near-duplicate groups -----------------------------------------------------------------
 
+
 def pdq_of_file(path: Path) -> str:
     """PDQ of a shared photo at the reference's 512 px (dataset grouping, not speed-critical)."""
     return pdq_hash(load_image(path.read_bytes()).image, max_side=512)[0]
@@ -131,6 +133,7 @@ def group_ids(n: int, pairs: list[tuple[int, int]]) -> list[int]:
 
 # --- splitting -------------------------------------------------------------------------------
 
+
 def _stable_key(*parts: object) -> str:
     return hashlib.sha256(("|".join(map(str, parts))).encode()).hexdigest()
 
@@ -155,6 +158,7 @@ def assign_splits(items: list[tuple[str, int, str]], seed: int = SEED) -> dict[i
 
 
 # --- build / check / stats -------------------------------------------------------------------
+
 
 def build(dataset_dir: Path = DATASET_DIR, root: Path | None = None, progress: bool = True) -> dict:
     """Write ``splits.csv`` and ``excluded.csv``; returns counts. Deterministic."""
@@ -189,8 +193,16 @@ def build(dataset_dir: Path = DATASET_DIR, root: Path | None = None, progress: b
     groups = group_ids(len(kept), pairs)
     split_of = assign_splits([(cls, g, r["sha256"]) for (r, cls), g in zip(kept, groups)])
     rows = [
-        {"sha256": r["sha256"], "path": r["path"], "fine_label": r["label"], "class": cls,
-         "split": split_of[g], "group": g, "pdq": h, "source": r["source"]}
+        {
+            "sha256": r["sha256"],
+            "path": r["path"],
+            "fine_label": r["label"],
+            "class": cls,
+            "split": split_of[g],
+            "group": g,
+            "pdq": h,
+            "source": r["source"],
+        }
         for (r, cls), g, h in zip(kept, groups, hashes)
     ]
     _write_csv(dataset_dir / "splits.csv", SPLIT_FIELDS, rows)
@@ -199,7 +211,12 @@ def build(dataset_dir: Path = DATASET_DIR, root: Path | None = None, progress: b
         ["sha256", "path", "fine_label", "reason"],
         [{"sha256": r["sha256"], "path": r["path"], "fine_label": r["label"], "reason": why} for r, why in excluded],
     )
-    return {"kept": len(rows), "excluded": len(excluded), "groups": len(set(groups)), "near_duplicate_pairs": len(pairs)}
+    return {
+        "kept": len(rows),
+        "excluded": len(excluded),
+        "groups": len(set(groups)),
+        "near_duplicate_pairs": len(pairs),
+    }
 
 
 def _pdq_hashes(paths: list[Path], progress: bool) -> list[str]:
@@ -252,7 +269,10 @@ def check(dataset_dir: Path = DATASET_DIR, root: Path | None = None, recompute_p
     problems += [f"group {g} straddles splits {sorted(s)}" for g, s in group_splits.items() if len(s) > 1]
     for i, j in near_duplicate_pairs([ex.pdq for ex in examples]):
         if examples[i].split != examples[j].split:
-            problems.append(f"near-duplicates across splits: {examples[i].path} ({examples[i].split}) ~ {examples[j].path} ({examples[j].split})")
+            problems.append(
+                f"near-duplicates across splits: {examples[i].path} ({examples[i].split}) ~ "
+                f"{examples[j].path} ({examples[j].split})"
+            )
     counts = Counter((ex.cls, ex.split) for ex in examples)
     for cls in classes(dataset_dir):
         for split, minimum in MIN_PER_SPLIT.items():

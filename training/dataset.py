@@ -25,8 +25,15 @@ class WildtradeDataset(Dataset):
     ``ad`` (the deterministic ad-style evaluation view).
     """
 
-    def __init__(self, examples: list[data.Example], labels: list[str], cfg: PreprocessConfig,
-                 view: str = "clean", ad_probability: float = 0.7, seed: int = 0):
+    def __init__(
+        self,
+        examples: list[data.Example],
+        labels: list[str],
+        cfg: PreprocessConfig,
+        view: str = "clean",
+        ad_probability: float = 0.7,
+        seed: int = 0,
+    ):
         if view not in ("train", "clean", "ad"):
             raise ValueError(f"view must be train, clean or ad, got {view!r}")
         self.examples, self.cfg, self.view = examples, cfg, view

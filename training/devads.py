@@ -37,8 +37,10 @@ class DevAd:
 def load(root: Path | None = None) -> list[DevAd]:
     """The labelled photos, in ``labels.csv`` order."""
     base = (root or data.shared_data_dir()) / "dev-ads"
-    return [DevAd(base / r["path"], r["label"], r["group"], r["note"], r["sha256"])
-            for r in data.read_csv(base / "labels.csv")]
+    return [
+        DevAd(base / r["path"], r["label"], r["group"], r["note"], r["sha256"])
+        for r in data.read_csv(base / "labels.csv")
+    ]
 
 
 def scored(ads: list[DevAd]) -> list[DevAd]:
@@ -67,9 +69,14 @@ def best_threshold(scores: np.ndarray, positives: np.ndarray, min_precision: flo
     return float(s[i])
 
 
-def cross_validated_flags(scores: np.ndarray, positives: np.ndarray, groups: list[str],
-                          min_precision: float = MIN_PRECISION, folds: int = FOLDS, floor: float = 0.0
-                          ) -> tuple[np.ndarray, list[float]]:
+def cross_validated_flags(
+    scores: np.ndarray,
+    positives: np.ndarray,
+    groups: list[str],
+    min_precision: float = MIN_PRECISION,
+    folds: int = FOLDS,
+    floor: float = 0.0,
+) -> tuple[np.ndarray, list[float]]:
     """Each photo judged with the threshold chosen on the other folds (never below ``floor``,
     a bound set on other data): ``(flags, thresholds)``."""
     fold = np.array([fold_of(g, folds) for g in groups])
@@ -108,14 +115,21 @@ def evaluate(classifier: Classifier, ads: list[DevAd] | None = None) -> dict:
     floor = float((classifier.config.training_data or {}).get("ivory_floor", 0.0))
     cv_flags, cv_thresholds = cross_validated_flags(score, positives, [a.group for a in ads], floor=floor)
     precision, recall, thresholds = metrics.pr_curve(score, positives)
-    missed = Counter(_fate(d, p) for d, p, a, f in zip(decisions, possible, ads, flagged_ivory) if a.label == "ivory" and not f)
+    missed = Counter(
+        _fate(d, p) for d, p, a, f in zip(decisions, possible, ads, flagged_ivory) if a.label == "ivory" and not f
+    )
     false = Counter(d[0] for d, a in zip(decisions, ads) if a.label == "not_ivory" and d[2])
     return {
         "model": classifier.model_info(),
         "photos": {"ivory": int(positives.sum()), "not_ivory": int((~positives).sum())},
         "shipped_rule": {**prf(flagged_ivory, positives), "threshold": classifier.config.threshold("ivory")},
-        "cross_validated": {**prf(cv_flags, positives), "fold_thresholds": cv_thresholds,
-                            "min_precision": MIN_PRECISION, "folds": FOLDS, "floor": floor},
+        "cross_validated": {
+            **prf(cv_flags, positives),
+            "fold_thresholds": cv_thresholds,
+            "min_precision": MIN_PRECISION,
+            "folds": FOLDS,
+            "floor": floor,
+        },
         "ivory_auc": metrics.roc_auc(score, positives),
         "ivory_average_precision": metrics.average_precision(score, positives),
         "best_possible_f1": float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12))),
@@ -136,30 +150,44 @@ def _fate(decision: tuple[str, float, bool], possible: str | None) -> str:
 
 def _thin_curve(precision: np.ndarray, recall: np.ndarray, thresholds: np.ndarray, points: int = 25) -> list[dict]:
     idx = np.unique(np.linspace(0, len(thresholds) - 1, min(points, len(thresholds))).astype(int))
-    return [{"threshold": round(float(thresholds[i]), 4), "precision": round(float(precision[i]), 4),
-             "recall": round(float(recall[i]), 4)} for i in idx]
+    return [
+        {
+            "threshold": round(float(thresholds[i]), 4),
+            "precision": round(float(precision[i]), 4),
+            "recall": round(float(recall[i]), 4),
+        }
+        for i in idx
+    ]
 
 
 def markdown(m: dict) -> str:
     """The dev-ads table of the model card and of ``wildscan evaluate --split dev-ads``."""
     cv, sr = m["cross_validated"], m["shipped_rule"]
-    lines = [f"Real sale posts (`dev-ads`: {m['photos']['ivory']} ivory, {m['photos']['not_ivory']} not-ivory photos), "
-             f"model `{m['model']['name']}` {m['model']['version']}.", "",
-             "| ivory | precision | recall | F1 |", "|---|---:|---:|---:|",
-             f"| thresholds cross-validated over post groups ({cv['folds']} folds) | {cv['precision']:.3f} | "
-             f"{cv['recall']:.3f} | {cv['f1']:.3f} |",
-             f"| shipped rule (ivory threshold {sr['threshold']:.3f}) | {sr['precision']:.3f} | "
-             f"{sr['recall']:.3f} | {sr['f1']:.3f} |", "",
-             f"Ivory score ranking: AUC {m['ivory_auc']:.3f}, average precision {m['ivory_average_precision']:.3f}, "
-             f"best possible F1 {m['best_possible_f1']:.3f}. Fold thresholds: "
-             + ", ".join(f"{t:.3f}" for t in cv["fold_thresholds"])
-             + (f" (never below the floor {cv['floor']:.3f} set on validation look-alikes)" if cv.get("floor") else "")
-             + ".", "",
-             f"False flags (any wildlife category) on the not-ivory photos: {m['false_flag_rate_not_ivory']:.1%}"
-             + (" (" + ", ".join(f"{k} {v}" for k, v in m["false_flags_as"].items()) + ")" if m["false_flags_as"] else "")
-             + ".", "",
-             "Where the missed ivory photos went (shipped rule): "
-             + (", ".join(f"{k} {v}" for k, v in m["missed_ivory_went_to"].items()) or "none") + "."]
+    lines = [
+        f"Real sale posts (`dev-ads`: {m['photos']['ivory']} ivory, {m['photos']['not_ivory']} not-ivory photos), "
+        f"model `{m['model']['name']}` {m['model']['version']}.",
+        "",
+        "| ivory | precision | recall | F1 |",
+        "|---|---:|---:|---:|",
+        f"| thresholds cross-validated over post groups ({cv['folds']} folds) | {cv['precision']:.3f} | "
+        f"{cv['recall']:.3f} | {cv['f1']:.3f} |",
+        f"| shipped rule (ivory threshold {sr['threshold']:.3f}) | {sr['precision']:.3f} | "
+        f"{sr['recall']:.3f} | {sr['f1']:.3f} |",
+        "",
+        f"Ivory score ranking: AUC {m['ivory_auc']:.3f}, average precision {m['ivory_average_precision']:.3f}, "
+        f"best possible F1 {m['best_possible_f1']:.3f}. Fold thresholds: "
+        + ", ".join(f"{t:.3f}" for t in cv["fold_thresholds"])
+        + (f" (never below the floor {cv['floor']:.3f} set on validation look-alikes)" if cv.get("floor") else "")
+        + ".",
+        "",
+        f"False flags (any wildlife category) on the not-ivory photos: {m['false_flag_rate_not_ivory']:.1%}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in m["false_flags_as"].items()) + ")" if m["false_flags_as"] else "")
+        + ".",
+        "",
+        "Where the missed ivory photos went (shipped rule): "
+        + (", ".join(f"{k} {v}" for k, v in m["missed_ivory_went_to"].items()) or "none")
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -39,8 +39,9 @@ def model_inputs(examples: list[data.Example], classifier: Classifier, view: str
     return out
 
 
-def predict_logits(classifier: Classifier, examples: list[data.Example], view: str, progress: bool = False,
-                   chunk: int = 64) -> np.ndarray:
+def predict_logits(
+    classifier: Classifier, examples: list[data.Example], view: str, progress: bool = False, chunk: int = 64
+) -> np.ndarray:
     from tqdm import tqdm
 
     parts = []
@@ -64,7 +65,7 @@ def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) 
     wild_score = classifier.wildlife_score(probs)
     tp = int((flagged & is_wild).sum())
     out = {
-        "n": int(len(targets)),
+        "n": len(targets),
         "accuracy": float((predicted == targets).mean()),
         "macro_f1_all": metrics.macro_f1(table),
         "macro_f1_wildlife": metrics.macro_f1(table, wildlife),
@@ -84,7 +85,8 @@ def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) 
         "ece_after_temperature": metrics.expected_calibration_error(probs, targets),
         "recall_at_precision": {
             lab: {str(t): metrics.recall_at_precision(probs[:, k], targets == k, t) for t in PRECISION_TARGETS}
-            for k, lab in enumerate(labels) if lab in wildlife and (targets == k).any()
+            for k, lab in enumerate(labels)
+            if lab in wildlife and (targets == k).any()
         },
         "confusion": metrics.confusion(targets, predicted, len(labels)).tolist(),
     }
@@ -92,15 +94,18 @@ def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) 
         iv, ce = labels.index("ivory"), labels.index("ceramic_porcelain")
         cm = out["confusion"]
         out["ivory_vs_ceramic"] = {
-            "ivory_photos": int(sum(cm[iv])), "ivory_called_ceramic": int(cm[iv][ce]),
-            "ceramic_photos": int(sum(cm[ce])), "ceramic_called_ivory": int(cm[ce][iv]),
+            "ivory_photos": int(sum(cm[iv])),
+            "ivory_called_ceramic": int(cm[iv][ce]),
+            "ceramic_photos": int(sum(cm[ce])),
+            "ceramic_called_ivory": int(cm[ce][iv]),
             "ceramic_flagged": int((flagged & (targets == ce)).sum()),
         }
     return out
 
 
-def split_examples(classifier: Classifier, split: str = "test", limit_per_class: int = 0
-                   ) -> tuple[list[data.Example], np.ndarray]:
+def split_examples(
+    classifier: Classifier, split: str = "test", limit_per_class: int = 0
+) -> tuple[list[data.Example], np.ndarray]:
     """The examples of ``split`` whose class the model knows, and their integer targets.
 
     ``limit_per_class`` keeps only the first N photos of each class (0: all).
@@ -108,24 +113,40 @@ def split_examples(classifier: Classifier, split: str = "test", limit_per_class:
     examples = data.load_split(split)
     if limit_per_class:
         seen: dict[str, int] = {}
-        examples = [ex for ex in examples if seen.setdefault(ex.cls, 0) < limit_per_class and not seen.update({ex.cls: seen[ex.cls] + 1})]
+        examples = [
+            ex
+            for ex in examples
+            if seen.setdefault(ex.cls, 0) < limit_per_class and not seen.update({ex.cls: seen[ex.cls] + 1})
+        ]
     index = {lab: i for i, lab in enumerate(classifier.labels)}
     examples = [ex for ex in examples if ex.cls in index]
     return examples, np.array([index[ex.cls] for ex in examples], dtype=np.int64)
 
 
-def metrics_from_logits(classifier: Classifier, split: str, logits_by_view: dict[str, np.ndarray],
-                        targets: np.ndarray) -> dict:
+def metrics_from_logits(
+    classifier: Classifier, split: str, logits_by_view: dict[str, np.ndarray], targets: np.ndarray
+) -> dict:
     """What :func:`evaluate_split` returns (without ``_`` keys), from logits already computed."""
-    result = {"model": classifier.model_info(), "split": split, "labels": classifier.labels,
-              "temperature": classifier.config.temperature, "thresholds": classifier.config.thresholds}
+    result = {
+        "model": classifier.model_info(),
+        "split": split,
+        "labels": classifier.labels,
+        "temperature": classifier.config.temperature,
+        "thresholds": classifier.config.thresholds,
+    }
     for view, logits in logits_by_view.items():
         result[view] = score_view(classifier, logits, targets)
     return result
 
 
-def evaluate_split(classifier: Classifier, split: str = "test", *, limit_per_class: int = 0,
-                   progress: bool = False, return_logits: bool = False) -> dict:
+def evaluate_split(
+    classifier: Classifier,
+    split: str = "test",
+    *,
+    limit_per_class: int = 0,
+    progress: bool = False,
+    return_logits: bool = False,
+) -> dict:
     """Metrics for both views of ``split``; ``labels``, ``model`` and counts included.
 
     With ``return_logits`` also ``_logits`` (view -> N x C), ``_examples`` and ``_targets``.
@@ -159,31 +180,51 @@ SUMMARY_ROWS = [
 
 def markdown_report(m: dict) -> str:
     """The metrics as Markdown tables (the model card's evaluation section)."""
-    lines = [f"Model `{m['model']['name']}` {m['model']['version']} (sha256 `{m['model']['sha256'][:16]}…`), "
-             f"split `{m['split']}`, {m['clean']['n']} photos per view.", ""]
+    lines = [
+        f"Model `{m['model']['name']}` {m['model']['version']} (sha256 `{m['model']['sha256'][:16]}…`), "
+        f"split `{m['split']}`, {m['clean']['n']} photos per view.",
+        "",
+    ]
     views = [v for v in VIEWS if v in m]
     names = {"clean": "clean", "ad": "ad-style", "listing": "listing scene"}
     lines += ["| metric | " + " | ".join(names[v] for v in views) + " |", "|---|" + "---:|" * len(views)]
     for name, get in SUMMARY_ROWS:
         lines.append(f"| {name} | " + " | ".join(f"{get(m[v]):.3f}" for v in views) + " |")
     extra = [v for v in views if v != "clean"]
-    lines += ["", "| class | group | support | P clean | R clean | F1 clean | " + " | ".join(f"F1 {names[v]}" for v in extra)
-              + " | threshold |", "|---|---|---:|---:|---:|---:|" + "---:|" * len(extra) + "---:|"]
+    lines += [
+        "",
+        "| class | group | support | P clean | R clean | F1 clean | "
+        + " | ".join(f"F1 {names[v]}" for v in extra)
+        + " | threshold |",
+        "|---|---|---:|---:|---:|---:|" + "---:|" * len(extra) + "---:|",
+    ]
     for lab in m["labels"]:
         c = m["clean"]["per_class"][lab]
         thr = m["thresholds"].get(lab)
-        lines.append(f"| {lab} | {get_category(lab).group} | {c['support']} | {c['precision']:.3f} | {c['recall']:.3f} | "
-                     f"{c['f1']:.3f} | " + " | ".join(f"{m[v]['per_class'][lab]['f1']:.3f}" for v in extra)
-                     + f" | {'' if thr is None else f'{thr:.2f}'} |")
+        lines.append(
+            f"| {lab} | {get_category(lab).group} | {c['support']} | {c['precision']:.3f} | {c['recall']:.3f} | "
+            f"{c['f1']:.3f} | "
+            + " | ".join(f"{m[v]['per_class'][lab]['f1']:.3f}" for v in extra)
+            + f" | {'' if thr is None else f'{thr:.2f}'} |"
+        )
     iv = m["clean"].get("ivory_vs_ceramic")
     if iv:
-        lines += ["", "Ivory vs ceramic look-alikes (clean / ad-style): "
-                  f"ivory called ceramic {iv['ivory_called_ceramic']}/{iv['ivory_photos']} / "
-                  f"{m['ad']['ivory_vs_ceramic']['ivory_called_ceramic']}; ceramic called ivory "
-                  f"{iv['ceramic_called_ivory']}/{iv['ceramic_photos']} / {m['ad']['ivory_vs_ceramic']['ceramic_called_ivory']}; "
-                  f"ceramic flagged {iv['ceramic_flagged']} / {m['ad']['ivory_vs_ceramic']['ceramic_flagged']}."]
-    lines += ["", "Recall each wildlife class keeps at a given precision (clean view):", "",
-              "| class | P≥0.90 | P≥0.95 | P≥0.99 |", "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            "Ivory vs ceramic look-alikes (clean / ad-style): "
+            f"ivory called ceramic {iv['ivory_called_ceramic']}/{iv['ivory_photos']} / "
+            f"{m['ad']['ivory_vs_ceramic']['ivory_called_ceramic']}; ceramic called ivory "
+            f"{iv['ceramic_called_ivory']}/{iv['ceramic_photos']} / "
+            f"{m['ad']['ivory_vs_ceramic']['ceramic_called_ivory']}; "
+            f"ceramic flagged {iv['ceramic_flagged']} / {m['ad']['ivory_vs_ceramic']['ceramic_flagged']}.",
+        ]
+    lines += [
+        "",
+        "Recall each wildlife class keeps at a given precision (clean view):",
+        "",
+        "| class | P≥0.90 | P≥0.95 | P≥0.99 |",
+        "|---|---:|---:|---:|",
+    ]
     for lab, r in m["clean"]["recall_at_precision"].items():
         lines.append(f"| {lab} | " + " | ".join(f"{r[str(t)]:.3f}" for t in PRECISION_TARGETS) + " |")
     return "\n".join(lines) + "\n"

@@ -22,8 +22,8 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,9 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, dict, torch.nn.Module]:
     """The run's config, calibration and the assembled network (eval mode)."""
     cfg = TrainConfig.from_file(run_dir / "config.json")
     calibration = json.loads((run_dir / "calibration.json").read_text())
-    net = build(cfg.arch, len(calibration["labels"]), cfg.cut, pretrained=True, dropout=cfg.dropout,
-                cut_layer=cfg.cut_layer)
+    net = build(
+        cfg.arch, len(calibration["labels"]), cfg.cut, pretrained=True, dropout=cfg.dropout, cut_layer=cfg.cut_layer
+    )
     recipe = json.loads((run_dir / "config.json").read_text())
     if recipe.get("hidden"):  # model 2 recipe: an MLP head (training.heads)
         from .heads import make_head
@@ -70,9 +71,14 @@ def export_onnx(net: torch.nn.Module, size: int, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, size, size)
     torch.onnx.export(
-        net, (example,), str(path), input_names=[INPUT], output_names=[LOGITS, EMBEDDING],
+        net,
+        (example,),
+        str(path),
+        input_names=[INPUT],
+        output_names=[LOGITS, EMBEDDING],
         dynamic_axes={INPUT: {0: "batch"}, LOGITS: {0: "batch"}, EMBEDDING: {0: "batch"}},
-        opset_version=17, dynamo=False,
+        opset_version=17,
+        dynamo=False,
     )
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return path
@@ -89,8 +95,13 @@ def parity_photos(limit_per_class: int = 2) -> list[data.Example]:
     return out
 
 
-def check_parity(net: torch.nn.Module, onnx_path: Path, pre: PreprocessConfig, examples: list[data.Example],
-                 tolerance: float = PARITY_TOLERANCE) -> dict:
+def check_parity(
+    net: torch.nn.Module,
+    onnx_path: Path,
+    pre: PreprocessConfig,
+    examples: list[data.Example],
+    tolerance: float = PARITY_TOLERANCE,
+) -> dict:
     """Max |torch - onnxruntime| over real photos; raises RuntimeError beyond ``tolerance``."""
     import onnxruntime as ort
 
@@ -133,8 +144,15 @@ def quantize_int8(fp32_path: Path, out_path: Path, pre: PreprocessConfig, photos
 
     prepped = out_path.with_suffix(".prep.onnx")
     quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
-    quantize_static(str(prepped), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(prepped),
+        str(out_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     prepped.unlink(missing_ok=True)
     return out_path
 
@@ -168,12 +186,17 @@ def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
         "fine_tuned": fine_tuned_part(run_cfg),
         "sources": dict(sources.most_common()),
         "card": "datasets/wildtrade-v1/CARD.md",
-        **{key: calibration[key] for key in ("ivory_floor", "val_crop_fraction", "dev_ads_crop_fraction")
-           if key in calibration},
+        **{
+            key: calibration[key]
+            for key in ("ivory_floor", "val_crop_fraction", "dev_ads_crop_fraction")
+            if key in calibration
+        },
     }
 
 
-def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bool = True, progress: bool = True) -> dict:
+def export_run(
+    run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bool = True, progress: bool = True
+) -> dict:
     """Export, verify, quantise, evaluate; returns a report (also saved beside the bundle)."""
     from .evaluate import evaluate_split, write_report
 
@@ -187,13 +210,19 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
     fp32 = export_onnx(net, pre.input_size, work / f"{name}-fp32.onnx")
     parity = check_parity(net, fp32, pre, parity_photos())
     config = BundleConfig(
-        name=name, version=version, labels=calibration["labels"], preprocess=pre, architecture=run_cfg.arch,
-        temperature=calibration["temperature"], thresholds=calibration["thresholds"],
-        default_threshold=run_cfg.default_threshold, uncertain_below=run_cfg.uncertain_below,
+        name=name,
+        version=version,
+        labels=calibration["labels"],
+        preprocess=pre,
+        architecture=run_cfg.arch,
+        temperature=calibration["temperature"],
+        thresholds=calibration["thresholds"],
+        default_threshold=run_cfg.default_threshold,
+        uncertain_below=run_cfg.uncertain_below,
         **{key: calibration[key] for key in RULE_KEYS if key in calibration},
         embedding_dim=int(first_linear(net.top.classifier).in_features),
         training_data=training_data_summary(run_cfg, calibration),
-        created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
     )
     save_bundle_config(fp32, config)
     report: dict = {"parity": parity}
@@ -205,7 +234,9 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
         save_bundle_config(q, config)
         candidates["int8"] = q
 
-    bench = np.stack([load_for_model(ex.file().read_bytes(), replace(pre, crops=()))[0] for ex in parity_photos(1)][:32])
+    bench = np.stack(
+        [load_for_model(ex.file().read_bytes(), replace(pre, crops=()))[0] for ex in parity_photos(1)][:32]
+    )
     evaluations = {}
     speed = images_per_second(candidates, bench)
     for kind, path in candidates.items():
@@ -223,24 +254,36 @@ def export_run(run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bo
     if "int8" in report:
         speedup = report["int8"]["images_per_second_1_thread"] / report["fp32"]["images_per_second_1_thread"]
         # the product is judged on ad photos: int8 must keep macro-F1 on both views
-        drops = {view: report["fp32"][f"macro_f1_all_{view}"] - report["int8"][f"macro_f1_all_{view}"]
-                 for view in ("clean", "ad")}
-        report["int8_decision"] = {"speedup": round(speedup, 2), "macro_f1_drop": round(drops["clean"], 4),
-                                   "macro_f1_drop_ad": round(drops["ad"], 4),
-                                   "max_drop": INT8_MAX_F1_DROP, "min_speedup": INT8_MIN_SPEEDUP}
+        drops = {
+            view: report["fp32"][f"macro_f1_all_{view}"] - report["int8"][f"macro_f1_all_{view}"]
+            for view in ("clean", "ad")
+        }
+        report["int8_decision"] = {
+            "speedup": round(speedup, 2),
+            "macro_f1_drop": round(drops["clean"], 4),
+            "macro_f1_drop_ad": round(drops["ad"], 4),
+            "max_drop": INT8_MAX_F1_DROP,
+            "min_speedup": INT8_MIN_SPEEDUP,
+        }
         if max(drops.values()) <= INT8_MAX_F1_DROP and speedup >= INT8_MIN_SPEEDUP:
             chosen = "int8"
     report["shipped"] = chosen
 
-    final_config = BundleConfig.from_dict({**config.to_dict(), "metrics": _summary(evaluations[chosen], chosen, report)})
+    final_config = BundleConfig.from_dict(
+        {**config.to_dict(), "metrics": _summary(evaluations[chosen], chosen, report)}
+    )
     shipped = out_dir / f"{name}.onnx"
     shutil.copyfile(candidates[chosen], shipped)
     save_bundle_config(shipped, final_config)
     kept_fp32 = out_dir / f"{name}-fp32.onnx"
     if chosen != "fp32":
         shutil.copyfile(fp32, kept_fp32)
-        save_bundle_config(kept_fp32, BundleConfig.from_dict({**config.to_dict(), "name": f"{name}-fp32",
-                                                              "metrics": _summary(evaluations["fp32"], "fp32", report)}))
+        save_bundle_config(
+            kept_fp32,
+            BundleConfig.from_dict(
+                {**config.to_dict(), "name": f"{name}-fp32", "metrics": _summary(evaluations["fp32"], "fp32", report)}
+            ),
+        )
     else:  # the shipped file is the fp32 one: no copy, and none left from an earlier export
         for stale in (kept_fp32, kept_fp32.with_suffix(".json")):
             stale.unlink(missing_ok=True)
@@ -259,10 +302,19 @@ def _summary(m: dict, kind: str, report: dict) -> dict:
     return {
         "split": m["split"],
         "weights": kind,
-        "macro_f1_wildlife": {"clean": round(m["clean"]["macro_f1_wildlife"], 4), "ad": round(m["ad"]["macro_f1_wildlife"], 4)},
+        "macro_f1_wildlife": {
+            "clean": round(m["clean"]["macro_f1_wildlife"], 4),
+            "ad": round(m["ad"]["macro_f1_wildlife"], 4),
+        },
         "macro_f1_all": {"clean": round(m["clean"]["macro_f1_all"], 4), "ad": round(m["ad"]["macro_f1_all"], 4)},
-        "flag_precision": {"clean": round(m["clean"]["flag"]["precision"], 4), "ad": round(m["ad"]["flag"]["precision"], 4)},
+        "flag_precision": {
+            "clean": round(m["clean"]["flag"]["precision"], 4),
+            "ad": round(m["ad"]["flag"]["precision"], 4),
+        },
         "flag_recall": {"clean": round(m["clean"]["flag"]["recall"], 4), "ad": round(m["ad"]["flag"]["recall"], 4)},
-        "ece_after_temperature": {"clean": round(m["clean"]["ece_after_temperature"], 4), "ad": round(m["ad"]["ece_after_temperature"], 4)},
+        "ece_after_temperature": {
+            "clean": round(m["clean"]["ece_after_temperature"], 4),
+            "ad": round(m["ad"]["ece_after_temperature"], 4),
+        },
         "images_per_second_1_thread": report[kind]["images_per_second_1_thread"],
     }

@@ -38,7 +38,9 @@ class ViewSpec:
     seed: int = 0
 
 
-def render(example_path: Path, key: str, view: ViewSpec, cfg: PreprocessConfig, ad_probability: float = 0.7) -> np.ndarray:
+def render(
+    example_path: Path, key: str, view: ViewSpec, cfg: PreprocessConfig, ad_probability: float = 0.7
+) -> np.ndarray:
     """Decode one photo, render the view, return the model input (float32 CHW)."""
     img = load_image(example_path.read_bytes()).image
     if view.kind == "train":
@@ -69,7 +71,12 @@ def _init_worker(onnx_path: str, cfg: dict, root: str, ad_probability: float) ->
 
 def _run_chunk(chunk: list[tuple[str, str, str, int]]) -> np.ndarray:
     cfg, root = _worker["cfg"], _worker["root"]
-    batch = np.stack([render(root / path, key, ViewSpec(kind, seed), cfg, _worker["ad_probability"]) for path, key, kind, seed in chunk])
+    batch = np.stack(
+        [
+            render(root / path, key, ViewSpec(kind, seed), cfg, _worker["ad_probability"])
+            for path, key, kind, seed in chunk
+        ]
+    )
     return _worker["session"].run(None, {"image": batch})[0].astype(np.float16)
 
 

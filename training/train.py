@@ -63,7 +63,7 @@ class TrainConfig:
     cache_dir: str = "runs/cache"
 
     @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+    def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
         raw = json.loads(Path(path).read_text())
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
@@ -84,6 +84,7 @@ def seed_everything(seed: int) -> None:
 
 
 # --- data ---------------------------------------------------------------------------------
+
 
 def select_examples(split: str, cfg: TrainConfig, labels: list[str]) -> list[data.Example]:
     """The split's examples, capped per class when ``limit_per_class`` is set."""
@@ -109,8 +110,15 @@ def class_weights(targets: np.ndarray, n: int, power: float) -> torch.Tensor:
 
 # --- fitting ------------------------------------------------------------------------------
 
-def fit_top(top: nn.Module, feats: np.ndarray, targets: np.ndarray, cfg: TrainConfig, n_classes: int,
-            val: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict]:
+
+def fit_top(
+    top: nn.Module,
+    feats: np.ndarray,
+    targets: np.ndarray,
+    cfg: TrainConfig,
+    n_classes: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[dict]:
     """Train the top on cached features; returns per-epoch history."""
     device = torch.device(cfg.device if cfg.device != "cuda" or torch.cuda.is_available() else "cpu")
     top.to(device).train()
@@ -141,8 +149,9 @@ def fit_top(top: nn.Module, feats: np.ndarray, targets: np.ndarray, cfg: TrainCo
     return history
 
 
-def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched, weights: torch.Tensor,
-               label_smoothing: float) -> float:
+def train_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched, weights: torch.Tensor, label_smoothing: float
+) -> float:
     """One optimiser step on a batch (bf16 autocast on CUDA); returns the batch's mean loss."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
         logits, _ = model(x)
@@ -201,6 +210,7 @@ def choose_thresholds(probs: np.ndarray, targets: np.ndarray, labels: list[str],
 
 # --- the run ------------------------------------------------------------------------------
 
+
 def run(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train as ``cfg`` says; returns the run folder."""
     seed_everything(cfg.seed)
@@ -234,12 +244,28 @@ def run(cfg: TrainConfig, progress: bool = True) -> Path:
     torch.save(net.top.state_dict(), run_dir / "top.pt")
 
     vlogits = np.concatenate([predict_top(net.top, vfeats_clean), predict_top(net.top, vfeats_ad)])
-    return _calibrate_and_save(cfg, labels, vlogits, np.concatenate([vtargets, vtargets]), history, run_dir,
-                               train_photos=len(train_ex), train_views=len(train_items), val_photos=len(val_ex))
+    return _calibrate_and_save(
+        cfg,
+        labels,
+        vlogits,
+        np.concatenate([vtargets, vtargets]),
+        history,
+        run_dir,
+        train_photos=len(train_ex),
+        train_views=len(train_items),
+        val_photos=len(val_ex),
+    )
 
 
-def _calibrate_and_save(cfg: TrainConfig, labels: list[str], vlogits: np.ndarray, vtargets: np.ndarray,
-                        history: list[dict], run_dir: Path, **counts) -> Path:
+def _calibrate_and_save(
+    cfg: TrainConfig,
+    labels: list[str],
+    vlogits: np.ndarray,
+    vtargets: np.ndarray,
+    history: list[dict],
+    run_dir: Path,
+    **counts,
+) -> Path:
     """Fit the temperature and thresholds on validation (clean + ad-style views) and save them."""
     temperature = fit_temperature(vlogits, vtargets)
     probs = torch.softmax(torch.from_numpy(vlogits) / temperature, dim=1).numpy()
@@ -263,8 +289,10 @@ def fine_tuned_part(cfg: TrainConfig) -> str:
     if resolve_mode(cfg) == "full":
         return "the whole network, end to end"
     if cfg.cut >= 7:  # model 2 recipe (training.heads): the trunk stays as ImageNet trained it
-        return ("only a new one-vs-rest head (one hidden layer) on the frozen ImageNet network's pooled "
-                "features; the network itself is not fine-tuned")
+        return (
+            "only a new one-vs-rest head (one hidden layer) on the frozen ImageNet network's pooled "
+            "features; the network itself is not fine-tuned"
+        )
     first = f"`blocks[{cfg.cut}][{cfg.cut_layer}:]`" if cfg.cut_layer else f"`blocks[{cfg.cut}]`"
     return f"{first} onwards, the head convolution and a new classifier (stem and earlier blocks frozen)"
 
@@ -284,16 +312,27 @@ def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessCon
     device = torch.device(cfg.device if not cfg.device.startswith("cuda") or torch.cuda.is_available() else "cpu")
     net.to(device)
     train_ds = WildtradeDataset(train_ex, labels, pre, view="train", ad_probability=cfg.ad_probability, seed=cfg.seed)
-    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers,
-                        drop_last=len(train_ds) > cfg.batch_size, persistent_workers=cfg.workers > 0)
+    loader = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=cfg.workers,
+        drop_last=len(train_ds) > cfg.batch_size,
+        persistent_workers=cfg.workers > 0,
+    )
     targets = np.array([train_ds.index[ex.cls] for ex in train_ex])
     weights = class_weights(targets, len(labels), cfg.class_weight_power).to(device)
-    opt = torch.optim.AdamW([
-        {"params": net.trunk.parameters(), "lr": cfg.full_lr_trunk},
-        {"params": net.top.parameters(), "lr": cfg.lr},
-    ], weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [
+            {"params": net.trunk.parameters(), "lr": cfg.full_lr_trunk},
+            {"params": net.top.parameters(), "lr": cfg.lr},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
     steps = max(1, cfg.epochs * len(loader))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.full_lr_trunk, cfg.lr], total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[cfg.full_lr_trunk, cfg.lr], total_steps=steps, pct_start=0.15
+    )
     history = []
     for epoch in range(cfg.epochs):
         net.train()
@@ -315,8 +354,17 @@ def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessCon
             for x, y in DataLoader(ds, batch_size=64, num_workers=cfg.workers):
                 vlogits.append(net(x)[0].numpy())
                 vt.append(y.numpy())
-    return _calibrate_and_save(cfg, labels, np.concatenate(vlogits), np.concatenate(vt), history, run_dir,
-                               train_photos=len(train_ex), train_views=len(train_ex) * cfg.epochs, val_photos=len(val_ex))
+    return _calibrate_and_save(
+        cfg,
+        labels,
+        np.concatenate(vlogits),
+        np.concatenate(vt),
+        history,
+        run_dir,
+        train_photos=len(train_ex),
+        train_views=len(train_ex) * cfg.epochs,
+        val_photos=len(val_ex),
+    )
 
 
 def export_trunk(net, pre: PreprocessConfig, path: Path) -> Path:
@@ -327,7 +375,15 @@ def export_trunk(net, pre: PreprocessConfig, path: Path) -> Path:
     trunk = net.trunk.eval()
     example = torch.zeros(2, 3, pre.input_size, pre.input_size)
     tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(trunk, (example,), str(tmp), input_names=["image"], output_names=["features"],
-                      dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        trunk,
+        (example,),
+        str(tmp),
+        input_names=["image"],
+        output_names=["features"],
+        dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     tmp.replace(path)
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import BundleError
 from .hashing import sha256_file
@@ -78,7 +79,7 @@ class BundleConfig:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> "BundleConfig":
+    def from_dict(cls, data: dict) -> BundleConfig:
         if data.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
             raise BundleError(f"unsupported bundle format {data.get('format')!r}; expected {BUNDLE_FORMAT}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
@@ -95,7 +96,7 @@ class ModelBundle:
     onnx_path: Path
     config: BundleConfig
     sha256: str
-    session: object = field(repr=False, default=None)  # onnxruntime.InferenceSession
+    session: Any = field(repr=False, default=None)  # onnxruntime.InferenceSession
 
     @property
     def name(self) -> str:
@@ -175,9 +176,7 @@ def check_graph(session, onnx_path: Path, config: BundleConfig) -> None:
     if LOGITS not in outputs:
         raise BundleError(f"{onnx_path}: graph output {LOGITS!r} missing (has {list(outputs)})")
     if outputs[LOGITS][-1] != len(config.labels):
-        raise BundleError(
-            f"{onnx_path}: {outputs[LOGITS][-1]} logits but {len(config.labels)} labels in the JSON"
-        )
+        raise BundleError(f"{onnx_path}: {outputs[LOGITS][-1]} logits but {len(config.labels)} labels in the JSON")
     if EMBEDDING in outputs and config.embedding_dim and outputs[EMBEDDING][-1] != config.embedding_dim:
         raise BundleError(f"{onnx_path}: embedding size {outputs[EMBEDDING][-1]} != {config.embedding_dim}")
 

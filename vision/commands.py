@@ -21,10 +21,19 @@ def register_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     p.add_argument("--batch-size", type=int, default=16, help="images per inference call (default 16)")
-    p.add_argument("--galleries", default="auto", metavar="DB",
-                   help="reference gallery database (default: galleries.db beside the model, when it exists)")
-    p.add_argument("--no-galleries", dest="galleries", action="store_const", const=None,
-                   help="the trained model alone, without reference galleries")
+    p.add_argument(
+        "--galleries",
+        default="auto",
+        metavar="DB",
+        help="reference gallery database (default: galleries.db beside the model, when it exists)",
+    )
+    p.add_argument(
+        "--no-galleries",
+        dest="galleries",
+        action="store_const",
+        const=None,
+        help="the trained model alone, without reference galleries",
+    )
     p.set_defaults(func=run_classify)
 
 
@@ -48,8 +57,9 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 def run_classify(args: argparse.Namespace) -> int:
     from .registry import create_model
 
-    classifier = create_model(args.model, intra_threads=args.threads, max_batch=args.batch_size,
-                              galleries=args.galleries)
+    classifier = create_model(
+        args.model, intra_threads=args.threads, max_batch=args.batch_size, galleries=args.galleries
+    )
     paths = expand_inputs(args.images)
     failures = 0
     for start in range(0, len(paths), args.batch_size):

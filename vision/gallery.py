@@ -13,36 +13,40 @@ stored in the same file, keyed by the model, built on first use from a fixed lis
 non-wildlife photos of the shared data set (:func:`default_negative_photos`) or from
 photos given to ``wildscan gallery negatives``.
 
-Export/import (``wildscan gallery export/import``) writes a JSON file with embeddings
-(base64 of the exact float32 bytes), hashes, who/when, the version and the calibration,
-so a gallery can be shared between agencies without sharing a single photo.
+Export/import: :mod:`vision.gallery_exchange`; embedding photos and the negative pool:
+:mod:`vision.gallery_photos`; data types: :mod:`vision.gallery_types`.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
+import builtins
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from .errors import WildscanError
+from .gallery_exchange import GalleryExchange
+from .gallery_types import GALLERY_FORMAT, GalleryError, GalleryInfo, Reference, check_category, from_blob, to_blob
 from .matching import TARGET_FALSE_MATCH, Gallery, GalleryIndex, calibrate, normalise
-from .records import Result
-from .taxonomy import get_category
+from .records import utc_now
+from .settings import GALLERY_DB_NAME, galleries_path, models_dir
 
-GALLERY_FORMAT = "wildscan-gallery/1"
-DB_NAME = "galleries.db"
-NEGATIVES_PER_CLASS = 40
-_REPO = Path(__file__).resolve().parent.parent
+DB_NAME = GALLERY_DB_NAME
+__all__ = [
+    "DB_NAME",
+    "GALLERY_FORMAT",
+    "GalleryError",
+    "GalleryInfo",
+    "GalleryStore",
+    "Reference",
+    "check_category",
+    "gallery_db_path",
+    "snapshot",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,26 +84,13 @@ CREATE TABLE IF NOT EXISTS negative_pools (
 """
 
 
-class GalleryError(WildscanError):
-    """A gallery operation that cannot be done (unknown category, no negative pool, wrong model...)."""
-
-    reason = "gallery_error"
-
-
-def utc_now() -> str:
-    """The current time, ISO 8601 UTC with a ``Z`` suffix, to the millisecond."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def gallery_db_path(onnx_path: str | Path | None = None) -> Path:
     """Where galleries are kept: ``$WILDSCAN_GALLERIES``, else ``galleries.db`` beside the model."""
-    env = os.environ.get("WILDSCAN_GALLERIES")
+    env = galleries_path()
     if env:
-        return Path(env).expanduser()
+        return env
     if onnx_path is not None:
         return Path(onnx_path).parent / DB_NAME
-    from .registry import models_dir
-
     return models_dir() / DB_NAME
 
 
@@ -120,49 +111,7 @@ def snapshot(source: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def check_category(category: str) -> str:
-    """``category`` if it is a known taxonomy id; :class:`GalleryError` naming the known ids otherwise."""
-    try:
-        return get_category(category).id
-    except KeyError as e:
-        raise GalleryError(e.args[0], "unknown_category") from None
-
-
-@dataclass(frozen=True)
-class GalleryInfo:
-    """A gallery's summary: category, version, size, threshold and its evidence."""
-
-    category: str
-    version: int
-    references: int
-    threshold: float | None
-    calibration: dict
-    updated_at: str
-
-    def as_dict(self) -> dict:
-        return {"category": self.category, "version": self.version, "references": self.references,
-                "threshold": self.threshold, "calibration": self.calibration, "updated_at": self.updated_at}
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One example photo of a gallery: its hash, who added it, when, and its embedding."""
-
-    sha256: str
-    added_by: str
-    added_at: str
-    embedding: np.ndarray
-
-
-def _blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def _vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-class GalleryStore:
+class GalleryStore(GalleryExchange):
     """The galleries of one model in a SQLite file. Thread-safe; other processes may write too.
 
     ``model`` is the model's ``model_info()`` (``name``, ``version``, ``sha256``); ``dim``
@@ -188,7 +137,7 @@ class GalleryStore:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "GalleryStore":
+    def __enter__(self) -> GalleryStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -207,7 +156,7 @@ class GalleryStore:
                 raise
             self._db.execute("COMMIT")
 
-    def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def _rows(self, sql: str, params: tuple = ()) -> builtins.list[tuple]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
@@ -222,23 +171,35 @@ class GalleryStore:
         rows = self._rows(
             "SELECT g.category, g.version, COUNT(r.sha256), g.threshold, g.calibration, g.updated_at "
             "FROM galleries g LEFT JOIN refs r ON r.model_sha256 = g.model_sha256 AND r.category = g.category "
-            "WHERE g.model_sha256 = ? GROUP BY g.category ORDER BY g.category", (self.model_sha,))
+            "WHERE g.model_sha256 = ? GROUP BY g.category ORDER BY g.category",
+            (self.model_sha,),
+        )
         return [GalleryInfo(c, v, n, t, json.loads(cal), u) for c, v, n, t, cal, u in rows]
 
     def info(self, category: str) -> GalleryInfo | None:
         """One gallery's summary, or ``None`` if it never existed for this model."""
         return next((g for g in self.list() if g.category == category), None)
 
-    def references(self, category: str) -> list[Reference]:
+    def _info(self, category: str) -> GalleryInfo:
+        """The summary of a gallery that exists (just written)."""
+        info = self.info(category)
+        if info is None:
+            raise GalleryError(f"no {category!r} gallery for this model", "not_found")
+        return info
+
+    def references(self, category: str) -> builtins.list[Reference]:
         """A gallery's references, in the order they were added."""
-        rows = self._rows("SELECT sha256, added_by, added_at, embedding FROM refs WHERE model_sha256 = ? "
-                          "AND category = ? ORDER BY added_at, rowid", (self.model_sha, category))
-        return [Reference(s, b, a, _vector(e)) for s, b, a, e in rows]
+        rows = self._rows(
+            "SELECT sha256, added_by, added_at, embedding FROM refs WHERE model_sha256 = ? "
+            "AND category = ? ORDER BY added_at, rowid",
+            (self.model_sha, category),
+        )
+        return [Reference(s, b, a, from_blob(e)) for s, b, a, e in rows]
 
     def negatives(self) -> np.ndarray | None:
         """The negative pool's embeddings for this model (normalised), or ``None`` if not built."""
         rows = self._rows("SELECT embedding FROM negatives WHERE model_sha256 = ? ORDER BY sha256", (self.model_sha,))
-        return np.stack([_vector(r[0]) for r in rows]) if rows else None
+        return np.stack([from_blob(r[0]) for r in rows]) if rows else None
 
     def negative_pool_info(self) -> dict | None:
         """``{"source", "built_at", "photos"}`` of this model's negative pool, or ``None``."""
@@ -257,11 +218,14 @@ class GalleryStore:
             raise GalleryError("the negative pool needs at least one photo and one embedding per photo")
         with self._write() as db:
             db.execute("DELETE FROM negatives WHERE model_sha256 = ?", (self.model_sha,))
-            db.executemany("INSERT OR REPLACE INTO negatives VALUES (?, ?, ?)",
-                           [(self.model_sha, s, _blob(e)) for s, e in zip(shas, embeddings)])
+            db.executemany(
+                "INSERT OR REPLACE INTO negatives VALUES (?, ?, ?)",
+                [(self.model_sha, s, to_blob(e)) for s, e in zip(shas, embeddings)],
+            )
             db.execute("INSERT OR REPLACE INTO negative_pools VALUES (?, ?, ?)", (self.model_sha, source, utc_now()))
-            for (category,) in db.execute("SELECT category FROM galleries WHERE model_sha256 = ?",
-                                          (self.model_sha,)).fetchall():
+            for (category,) in db.execute(
+                "SELECT category FROM galleries WHERE model_sha256 = ?", (self.model_sha,)
+            ).fetchall():
                 self._bump(db, category)
                 self._recalibrate(db, category, embeddings)
 
@@ -280,12 +244,14 @@ class GalleryStore:
         now = utc_now()
         with self._write() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?, ?, ?)",
-                           [(self.model_sha, category, s, _blob(e), added_by, now) for s, e in zip(shas, embeddings)])
+            db.executemany(
+                "INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.model_sha, category, s, to_blob(e), added_by, now) for s, e in zip(shas, embeddings)],
+            )
             if db.total_changes > before or not self._exists(db, category):
                 self._bump(db, category)
                 self._recalibrate(db, category, negatives)
-        return self.info(category)
+        return self._info(category)
 
     def remove(self, category: str, shas: Sequence[str] | None = None) -> GalleryInfo:
         """Remove some photos (by SHA-256) or, without ``shas``, all photos of a gallery.
@@ -304,18 +270,23 @@ class GalleryStore:
             if shas is None:
                 db.execute("DELETE FROM refs WHERE model_sha256 = ? AND category = ?", (self.model_sha, category))
             else:
-                db.executemany("DELETE FROM refs WHERE model_sha256 = ? AND category = ? AND sha256 = ?",
-                               [(self.model_sha, category, s) for s in shas])
+                db.executemany(
+                    "DELETE FROM refs WHERE model_sha256 = ? AND category = ? AND sha256 = ?",
+                    [(self.model_sha, category, s) for s in shas],
+                )
             self._bump(db, category)
-            left = db.execute("SELECT COUNT(*) FROM refs WHERE model_sha256 = ? AND category = ?",
-                              (self.model_sha, category)).fetchone()[0]
+            left = db.execute(
+                "SELECT COUNT(*) FROM refs WHERE model_sha256 = ? AND category = ?", (self.model_sha, category)
+            ).fetchone()[0]
             negatives = self.negatives_in(db)
             if not left:  # an empty gallery matches nothing, whatever threshold it had
-                db.execute("UPDATE galleries SET threshold = NULL WHERE model_sha256 = ? AND category = ?",
-                           (self.model_sha, category))
+                db.execute(
+                    "UPDATE galleries SET threshold = NULL WHERE model_sha256 = ? AND category = ?",
+                    (self.model_sha, category),
+                )
             elif negatives is not None:
                 self._recalibrate(db, category, negatives)
-        return self.info(category)
+        return self._info(category)
 
     def _checked(self, embeddings: np.ndarray) -> np.ndarray:
         embeddings = normalise(embeddings)
@@ -326,38 +297,54 @@ class GalleryStore:
     def _require_negatives(self) -> np.ndarray:
         negatives = self.negatives()
         if negatives is None:
-            raise GalleryError("this model has no negative pool yet: run `wildscan gallery negatives` "
-                               "(it embeds a fixed set of non-wildlife photos once)", "no_negative_pool")
+            raise GalleryError(
+                "this model has no negative pool yet: run `wildscan gallery negatives` "
+                "(it embeds a fixed set of non-wildlife photos once)",
+                "no_negative_pool",
+            )
         return negatives
 
     def negatives_in(self, db: sqlite3.Connection) -> np.ndarray | None:
         """The negative pool read inside an open transaction (the lock is held)."""
-        rows = db.execute("SELECT embedding FROM negatives WHERE model_sha256 = ? ORDER BY sha256",
-                          (self.model_sha,)).fetchall()
-        return np.stack([_vector(r[0]) for r in rows]) if rows else None
+        rows = db.execute(
+            "SELECT embedding FROM negatives WHERE model_sha256 = ? ORDER BY sha256", (self.model_sha,)
+        ).fetchall()
+        return np.stack([from_blob(r[0]) for r in rows]) if rows else None
 
     def _exists(self, db: sqlite3.Connection, category: str) -> bool:
-        return db.execute("SELECT 1 FROM galleries WHERE model_sha256 = ? AND category = ?",
-                          (self.model_sha, category)).fetchone() is not None
+        return (
+            db.execute(
+                "SELECT 1 FROM galleries WHERE model_sha256 = ? AND category = ?", (self.model_sha, category)
+            ).fetchone()
+            is not None
+        )
 
     def _bump(self, db: sqlite3.Connection, category: str, at_least: int = 0) -> None:
         """Raise the gallery's version by one (or to ``at_least``), creating the gallery at version 1."""
         db.execute(
             "INSERT INTO galleries (model_sha256, category, version, updated_at) VALUES (?, ?, MAX(1, ?), ?) "
             "ON CONFLICT (model_sha256, category) DO UPDATE SET version = MAX(version + 1, excluded.version), "
-            "updated_at = excluded.updated_at", (self.model_sha, category, at_least, utc_now()))
+            "updated_at = excluded.updated_at",
+            (self.model_sha, category, at_least, utc_now()),
+        )
 
     def _recalibrate(self, db: sqlite3.Connection, category: str, negatives: np.ndarray) -> None:
-        rows = db.execute("SELECT embedding FROM refs WHERE model_sha256 = ? AND category = ?",
-                          (self.model_sha, category)).fetchall()
+        rows = db.execute(
+            "SELECT embedding FROM refs WHERE model_sha256 = ? AND category = ?", (self.model_sha, category)
+        ).fetchall()
         if not rows:
-            db.execute("UPDATE galleries SET threshold = NULL, calibration = '{}', negative_scores = NULL "
-                       "WHERE model_sha256 = ? AND category = ?", (self.model_sha, category))
+            db.execute(
+                "UPDATE galleries SET threshold = NULL, calibration = '{}', negative_scores = NULL "
+                "WHERE model_sha256 = ? AND category = ?",
+                (self.model_sha, category),
+            )
             return
-        choice, negative_scores = calibrate(np.stack([_vector(r[0]) for r in rows]), negatives, TARGET_FALSE_MATCH)
-        db.execute("UPDATE galleries SET threshold = ?, calibration = ?, negative_scores = ? "
-                   "WHERE model_sha256 = ? AND category = ?",
-                   (choice.threshold, json.dumps(choice.as_dict()), _blob(negative_scores), self.model_sha, category))
+        choice, negative_scores = calibrate(np.stack([from_blob(r[0]) for r in rows]), negatives, TARGET_FALSE_MATCH)
+        db.execute(
+            "UPDATE galleries SET threshold = ?, calibration = ?, negative_scores = ? "
+            "WHERE model_sha256 = ? AND category = ?",
+            (choice.threshold, json.dumps(choice.as_dict()), to_blob(negative_scores), self.model_sha, category),
+        )
 
     # --- matching --------------------------------------------------------------------------
 
@@ -369,226 +356,24 @@ class GalleryStore:
         return self._index
 
     def _load_index(self) -> GalleryIndex:
-        rows = self._rows("SELECT category, version, threshold, negative_scores FROM galleries "
-                          "WHERE model_sha256 = ? AND threshold IS NOT NULL ORDER BY category", (self.model_sha,))
+        rows = self._rows(
+            "SELECT category, version, threshold, negative_scores FROM galleries "
+            "WHERE model_sha256 = ? AND threshold IS NOT NULL ORDER BY category",
+            (self.model_sha,),
+        )
         galleries = []
         for category, version, threshold, negative_scores in rows:
             refs = self.references(category)
             if not refs:  # emptied by remove(): nothing to match against
                 continue
-            galleries.append(Gallery(category, version, threshold, [r.sha256 for r in refs],
-                                     np.stack([r.embedding for r in refs]), _vector(negative_scores)))
+            galleries.append(
+                Gallery(
+                    category,
+                    version,
+                    threshold,
+                    [r.sha256 for r in refs],
+                    np.stack([r.embedding for r in refs]),
+                    from_blob(negative_scores),
+                )
+            )
         return GalleryIndex(galleries)
-
-    # --- export / import -------------------------------------------------------------------
-
-    def export_dict(self, categories: Sequence[str] | None = None) -> dict:
-        """Every non-empty gallery (or those named) as a JSON-ready dict: embeddings, hashes, no photos."""
-        wanted = set(categories) if categories else None
-        out = []
-        for info in self.list():
-            if info.references and (wanted is None or info.category in wanted):
-                out.append(self._export_gallery(info))
-        missing = sorted((wanted or set()) - {g["category"] for g in out})
-        if missing:
-            raise GalleryError(f"no non-empty gallery for: {', '.join(missing)}", "not_found")
-        return {"format": GALLERY_FORMAT, "model": self.model, "embedding_dim": self.dim,
-                "exported_at": utc_now(), "galleries": out}
-
-    def _export_gallery(self, info: GalleryInfo) -> dict:
-        blob = self._rows("SELECT negative_scores FROM galleries WHERE model_sha256 = ? AND category = ?",
-                          (self.model_sha, info.category))[0][0]
-        return {
-            "category": info.category, "version": info.version, "threshold": info.threshold,
-            "calibration": info.calibration, "negative_scores": _b64(blob) if blob else None,
-            "references": [{"sha256": r.sha256, "added_by": r.added_by, "added_at": r.added_at,
-                            "embedding": _b64(_blob(r.embedding))} for r in self.references(info.category)],
-        }
-
-    def export(self, path: str | Path, categories: Sequence[str] | None = None) -> dict:
-        """Write :meth:`export_dict` to ``path`` as JSON; returns what was written."""
-        data = self.export_dict(categories)
-        Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        return data
-
-    def import_dict(self, data: dict, *, replace: bool = False) -> list[GalleryInfo]:
-        """Merge (or, with ``replace``, substitute) the galleries of an export into this store.
-
-        Photos already present are skipped. A gallery that was empty here, or replaced,
-        takes the file's threshold and calibration as they are (an exact round trip); a
-        merge with local photos is recalibrated against the local negative pool. The
-        version becomes ``max(local version + 1, file version)`` when anything changed.
-        Raises :class:`GalleryError` for another format or another model's embeddings.
-        """
-        self._check_import(data)
-        galleries = [self._parse_gallery(g) for g in data.get("galleries", [])]
-        with self._write() as db:
-            for g in galleries:
-                self._import_gallery(db, g, replace)
-        return [self.info(g["category"]) for g in galleries]
-
-    def import_file(self, path: str | Path, *, replace: bool = False) -> list[GalleryInfo]:
-        """:meth:`import_dict` from a JSON file; :class:`GalleryError` when it is not one."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise GalleryError(f"cannot read gallery file {path}: {e}", "bad_gallery_file") from e
-        return self.import_dict(data, replace=replace)
-
-    def _check_import(self, data: dict) -> None:
-        if not isinstance(data, dict) or data.get("format") != GALLERY_FORMAT:
-            raise GalleryError(f"not a wildscan gallery file (format {GALLERY_FORMAT!r} expected)", "bad_gallery_file")
-        theirs = (data.get("model") or {}).get("sha256")
-        if theirs != self.model_sha:
-            raise GalleryError(
-                f"the galleries were made with model {data.get('model')}, not {self.model}: embeddings of "
-                "different models cannot be compared; add the photos again with this model", "wrong_model")
-
-    def _parse_gallery(self, g: dict) -> dict:
-        try:
-            category = check_category(g["category"])
-            refs = [(r["sha256"], _unb64(r["embedding"]), r["added_by"], r["added_at"]) for r in g["references"]]
-            parsed = {"category": category, "version": int(g["version"]), "threshold": g.get("threshold"),
-                      "calibration": g.get("calibration") or {}, "refs": refs,
-                      "negative_scores": _unb64(g["negative_scores"]) if g.get("negative_scores") else None}
-        except (KeyError, TypeError, ValueError) as e:
-            raise GalleryError(f"malformed gallery in file: {e!r}", "bad_gallery_file") from e
-        for _, blob, _, _ in refs:
-            if self.dim is not None and len(blob) != 4 * self.dim:
-                raise GalleryError(f"{category}: embedding of {len(blob) // 4} dimensions; the model makes {self.dim}",
-                                   "bad_gallery_file")
-        return parsed
-
-    def _import_gallery(self, db: sqlite3.Connection, g: dict, replace: bool) -> None:
-        key = (self.model_sha, g["category"])
-        local = db.execute("SELECT COUNT(*) FROM refs WHERE model_sha256 = ? AND category = ?", key).fetchone()[0]
-        if replace:
-            db.execute("DELETE FROM refs WHERE model_sha256 = ? AND category = ?", key)
-        before = db.total_changes
-        db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?, ?, ?)",
-                       [(*key, s, blob, by, at) for s, blob, by, at in g["refs"]])
-        changed = db.total_changes > before or (replace and local) or not self._exists(db, g["category"])
-        if not changed:
-            return
-        self._bump(db, g["category"], at_least=g["version"])
-        if (replace or not local) and g["threshold"] is not None and g["negative_scores"] is not None:
-            db.execute("UPDATE galleries SET threshold = ?, calibration = ?, negative_scores = ? "
-                       "WHERE model_sha256 = ? AND category = ?",
-                       (g["threshold"], json.dumps(g["calibration"]), g["negative_scores"], *key))
-            return
-        negatives = self.negatives_in(db)
-        if negatives is None:
-            raise GalleryError(f"merging into the local {g['category']!r} gallery needs a negative pool: "
-                               "run `wildscan gallery negatives` first", "no_negative_pool")
-        self._recalibrate(db, g["category"], negatives)
-
-
-def _b64(blob: bytes) -> str:
-    return base64.b64encode(blob).decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text.encode("ascii"), validate=True)
-
-
-# --- photos -> embeddings --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Embedded:
-    """Photos turned into embeddings: their hashes and rows, and the ones that failed (path, reason)."""
-
-    shas: list[str]
-    embeddings: np.ndarray
-    failures: list[tuple[str, str]]
-
-
-def embed_photos(classifier, items: Sequence[tuple[str, bytes]], *, batch: int = 32) -> Embedded:
-    """Embed ``(name, bytes)`` photos with the classifier's model; unusable photos become failures.
-
-    Repeats of the same bytes are embedded once. Raises :class:`GalleryError` when the model
-    has no embedding output.
-    """
-    if not classifier.has_embedding:
-        raise GalleryError("this model has no embedding output, so it cannot use reference galleries", "no_embedding")
-    shas, rows, failures, seen = [], [], [], set()
-    for start in range(0, len(items), batch):
-        ready = []
-        for name, data in items[start : start + batch]:
-            prepared = classifier.prepare(name, data)
-            if isinstance(prepared, Result):
-                failures.append((name, prepared.error["message"]))
-            elif prepared.sha256 not in seen:
-                seen.add(prepared.sha256)
-                ready.append(prepared)
-        if ready:
-            rows.append(classifier.run(np.stack([p.tensor for p in ready]))[1])
-            shas.extend(p.sha256 for p in ready)
-    dim = classifier.config.embedding_dim or 0
-    embeddings = normalise(np.concatenate(rows)) if rows else np.zeros((0, dim), np.float32)
-    return Embedded(shas, embeddings, failures)
-
-
-def embed_files(classifier, paths: Sequence[str | Path], *, batch: int = 32) -> Embedded:
-    """:func:`embed_photos` for files; unreadable files become failures."""
-    items, failures = [], []
-    for path in paths:
-        try:
-            items.append((str(path), Path(path).read_bytes()))
-        except OSError as e:
-            failures.append((str(path), f"cannot read the file: {e.strerror or e}"))
-    done = embed_photos(classifier, items, batch=batch)
-    return Embedded(done.shas, done.embeddings, failures + done.failures)
-
-
-def default_negative_rows(dataset_dir: Path | None = None, per_class: int | None = None) -> list[dict]:
-    """The fixed negative pool's rows of ``splits.csv``: per non-wildlife class of the wildtrade
-    *train* split, the ``per_class`` photos with the smallest SHA-256 (a stable, content-chosen
-    sample). Raises :class:`GalleryError` when the dataset definition is not there."""
-    per_class = per_class or NEGATIVES_PER_CLASS
-    splits = (dataset_dir or _REPO / "datasets" / "wildtrade-v1") / "splits.csv"
-    if not splits.is_file():
-        raise GalleryError(f"cannot build the default negative pool: {splits} is missing; "
-                           "give non-wildlife photos to `wildscan gallery negatives PHOTO...`", "no_negative_pool")
-    with open(splits, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == "train" and not get_category(r["class"]).is_wildlife]
-    by_class: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: r["sha256"]):
-        by_class.setdefault(row["class"], []).append(row)
-    return [r for cls in sorted(by_class) for r in by_class[cls][:per_class]]
-
-
-def default_negative_photos(dataset_dir: Path | None = None, data_dir: Path | None = None,
-                            per_class: int | None = None) -> list[Path]:
-    """The files of :func:`default_negative_rows` under the shared photos (``$WILDSCAN_DATA``).
-
-    Raises :class:`GalleryError` when the dataset definition or the photos are not there.
-    """
-    data_dir = data_dir or Path(os.environ.get("WILDSCAN_DATA", _REPO.parent / "shared" / "data"))
-    paths = [data_dir / r["path"] for r in default_negative_rows(dataset_dir, per_class)]
-    absent = [p for p in paths if not p.is_file()]
-    if absent:
-        raise GalleryError(f"cannot build the default negative pool: {len(absent)} photos missing under {data_dir} "
-                           f"(e.g. {absent[0]}); set WILDSCAN_DATA or give photos to `wildscan gallery negatives`",
-                           "no_negative_pool")
-    return paths
-
-
-def build_negative_pool(store: GalleryStore, classifier, photos: Sequence[str | Path] | None = None) -> dict:
-    """Embed the negative photos (default: :func:`default_negative_photos`) and store them for the model."""
-    paths = list(photos) if photos else default_negative_photos()
-    done = embed_files(classifier, paths)
-    source = "given photos" if photos else f"default: wildtrade-v1 train, non-wildlife, {NEGATIVES_PER_CLASS} per class"
-    store.set_negatives(done.shas, done.embeddings, f"{source} ({len(done.shas)} photos)")
-    return {**store.negative_pool_info(), "failures": done.failures}
-
-
-def ensure_negative_pool(store: GalleryStore, classifier) -> None:
-    """Build the default negative pool unless this model already has one."""
-    if store.negative_pool_info() is None:
-        build_negative_pool(store, classifier)
-
-
-def open_for(classifier, path: str | Path | None = None) -> GalleryStore:
-    """The gallery store of a classifier's model, at ``path`` or :func:`gallery_db_path`."""
-    path = Path(path) if path else gallery_db_path(classifier.bundle.onnx_path)
-    return GalleryStore(path, classifier.model_info(), dim=classifier.config.embedding_dim)

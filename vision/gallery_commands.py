@@ -21,7 +21,8 @@ import sys
 def register_gallery(sub: argparse._SubParsersAction) -> None:
     """Add ``gallery`` and its subcommands to the ``wildscan`` parser."""
     p = sub.add_parser(
-        "gallery", help="teach a category from example photos (reference galleries)",
+        "gallery",
+        help="teach a category from example photos (reference galleries)",
         description="Reference galleries: example photos' embeddings (never the photos) per category, "
         "matched in classify, the API and scan. Stored beside the model (galleries.db) or in $WILDSCAN_GALLERIES.",
     )
@@ -61,7 +62,7 @@ def register_gallery(sub: argparse._SubParsersAction) -> None:
 
 def _open(args):
     """The classifier (head only) and the gallery store for ``args``."""
-    from .gallery import open_for
+    from .gallery_photos import open_for
     from .registry import create_model
 
     classifier = create_model(args.model, galleries=None)
@@ -77,15 +78,18 @@ def _describe(info) -> str:
         return "(none)"
     cal = info.calibration or {}
     loo = cal.get("loo_recall")
-    return (f"{info.category}: version {info.version}, {info.references} photos, threshold "
-            f"{'-' if info.threshold is None else f'{info.threshold:.4f}'}, leave-one-out recall "
-            f"{'-' if loo is None else f'{loo:.0%}'}, false matches on the negative pool "
-            f"{cal.get('false_match_rate', 0):.1%} of {cal.get('negatives', 0)}")
+    return (
+        f"{info.category}: version {info.version}, {info.references} photos, threshold "
+        f"{'-' if info.threshold is None else f'{info.threshold:.4f}'}, leave-one-out recall "
+        f"{'-' if loo is None else f'{loo:.0%}'}, false matches on the negative pool "
+        f"{cal.get('false_match_rate', 0):.1%} of {cal.get('negatives', 0)}"
+    )
 
 
 def run_add(args: argparse.Namespace) -> int:
     from .commands import expand_inputs
-    from .gallery import check_category, embed_files, ensure_negative_pool
+    from .gallery import check_category
+    from .gallery_photos import embed_files, ensure_negative_pool
 
     check_category(args.category)
     classifier, store = _open(args)
@@ -103,17 +107,23 @@ def run_list(args: argparse.Namespace) -> int:
     classifier, store = _open(args)
     with store:
         galleries, pool = store.list(), store.negative_pool_info()
-    data = {"model": classifier.model_info(), "database": str(store.path), "negative_pool": pool,
-            "galleries": [g.as_dict() for g in galleries]}
+    data = {
+        "model": classifier.model_info(),
+        "database": str(store.path),
+        "negative_pool": pool,
+        "galleries": [g.as_dict() for g in galleries],
+    }
     lines = [f"galleries of {classifier.model_info()['name']} in {store.path}:"]
     lines += [f"  {_describe(g)}" for g in galleries] or ["  (none)"]
-    lines.append(f"negative pool: {pool['photos']} photos, {pool['source']}" if pool else "negative pool: not built yet")
+    lines.append(
+        f"negative pool: {pool['photos']} photos, {pool['source']}" if pool else "negative pool: not built yet"
+    )
     _print(args, data, "\n".join(lines))
     return 0
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    classifier, store = _open(args)
+    _classifier, store = _open(args)
     with store:
         info = store.remove(args.category, args.sha256)
     _print(args, info.as_dict(), _describe(info))
@@ -121,17 +131,21 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    classifier, store = _open(args)
+    _classifier, store = _open(args)
     with store:
         data = store.export(args.file, args.category)
     summary = {g["category"]: {"version": g["version"], "references": len(g["references"])} for g in data["galleries"]}
-    _print(args, summary, f"wrote {len(summary)} galleries to {args.file}: " +
-           ", ".join(f"{c} v{s['version']} ({s['references']} photos)" for c, s in summary.items()))
+    _print(
+        args,
+        summary,
+        f"wrote {len(summary)} galleries to {args.file}: "
+        + ", ".join(f"{c} v{s['version']} ({s['references']} photos)" for c, s in summary.items()),
+    )
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
-    classifier, store = _open(args)
+    _classifier, store = _open(args)
     with store:
         infos = store.import_file(args.file, replace=args.replace)
     _print(args, [i.as_dict() for i in infos], "\n".join(_describe(i) for i in infos) or "nothing to import")
@@ -140,7 +154,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_negatives(args: argparse.Namespace) -> int:
     from .commands import expand_inputs
-    from .gallery import build_negative_pool
+    from .gallery_photos import build_negative_pool
 
     classifier, store = _open(args)
     with store:

@@ -97,12 +97,20 @@ class ThresholdChoice:
     rule: str = THRESHOLD_RULE
 
     def as_dict(self) -> dict:
-        return {"threshold": self.threshold, "loo_recall": self.loo_recall, "false_match_rate": self.false_match_rate,
-                "negatives": self.negatives, "references": self.references, "target": self.target, "rule": self.rule}
+        return {
+            "threshold": self.threshold,
+            "loo_recall": self.loo_recall,
+            "false_match_rate": self.false_match_rate,
+            "negatives": self.negatives,
+            "references": self.references,
+            "target": self.target,
+            "rule": self.rule,
+        }
 
 
-def choose_threshold(loo: np.ndarray, negative: np.ndarray, target: float = TARGET_FALSE_MATCH,
-                     references: int | None = None) -> ThresholdChoice:
+def choose_threshold(
+    loo: np.ndarray, negative: np.ndarray, target: float = TARGET_FALSE_MATCH, references: int | None = None
+) -> ThresholdChoice:
     """The threshold rule: lowest score keeping the negative false-match rate <= ``target``.
 
     ``loo`` are leave-one-out positive scores, ``negative`` the negative pool's gallery
@@ -126,7 +134,9 @@ def choose_threshold(loo: np.ndarray, negative: np.ndarray, target: float = TARG
     )
 
 
-def calibrate(refs: np.ndarray, negatives: np.ndarray, target: float = TARGET_FALSE_MATCH) -> tuple[ThresholdChoice, np.ndarray]:
+def calibrate(
+    refs: np.ndarray, negatives: np.ndarray, target: float = TARGET_FALSE_MATCH
+) -> tuple[ThresholdChoice, np.ndarray]:
     """Threshold choice for normalised ``refs`` against normalised ``negatives``, and the
     negatives' gallery scores sorted ascending (kept for :func:`conformal_confidence`)."""
     negative_scores = np.sort(gallery_scores(negatives, refs)).astype(np.float32)
@@ -142,6 +152,7 @@ def conformal_confidence(similarity: float, negative_scores_sorted: np.ndarray) 
 
 
 # --- matching --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Match:
@@ -175,8 +186,9 @@ class GalleryIndex:
 
     def __post_init__(self):
         self.galleries = [g for g in self.galleries if len(g.shas)]
-        self._refs = (np.concatenate([g.refs for g in self.galleries]) if self.galleries
-                      else np.zeros((0, 0), np.float32))
+        self._refs = (
+            np.concatenate([g.refs for g in self.galleries]) if self.galleries else np.zeros((0, 0), np.float32)
+        )
         self._bounds = np.cumsum([0] + [len(g.shas) for g in self.galleries])
 
     @property
@@ -205,12 +217,18 @@ class GalleryIndex:
             return None
         g, part, score = best
         order = np.argsort(-part, kind="stable")[:CLOSEST]
-        return Match(g.category, g.version, round(score, 6), round(g.threshold, 6),
-                     round(conformal_confidence(score, g.negative_scores), 6),
-                     tuple((g.shas[i], round(float(part[i]), 6)) for i in order))
+        return Match(
+            g.category,
+            g.version,
+            round(score, 6),
+            round(g.threshold, 6),
+            round(conformal_confidence(score, g.negative_scores), 6),
+            tuple((g.shas[i], round(float(part[i]), 6)) for i in order),
+        )
 
 
 # --- combining with the trained head --------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Decision:

@@ -81,7 +81,7 @@ class PreprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PreprocessConfig":
+    def from_dict(cls, data: dict) -> PreprocessConfig:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 
@@ -89,9 +89,9 @@ class PreprocessConfig:
     def decode_size(self) -> int:
         """Smallest short side a decoded image needs before resizing (crops included)."""
         if self.resize_mode == "center_crop":
-            return int(round(self.input_size / self.crop_pct))
-        smallest = min((min(r - l, b - t) for l, t, r, b in self.crops), default=1.0)
-        return int(round(self.input_size / smallest))
+            return round(self.input_size / self.crop_pct)
+        smallest = min((min(r - left, b - t) for left, t, r, b in self.crops), default=1.0)
+        return round(self.input_size / smallest)
 
     @property
     def views(self) -> int:
@@ -130,9 +130,7 @@ def load_image(
     if not data:
         raise ImageError("the file is empty (0 bytes)", "empty")
     if max_bytes is not None and len(data) > max_bytes:
-        raise ImageError(
-            f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB", "too_large"
-        )
+        raise ImageError(f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB", "too_large")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -195,12 +193,12 @@ def resize_for_model(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
         short = cfg.decode_size
         nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
         image = image.resize((nw, nh), resample, reducing_gap=3.0)
-        left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+        left, top = round((nw - size) / 2.0), round((nh - size) / 2.0)
         return image.crop((left, top, left + size, top + size))
     # letterbox
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    fill = tuple(int(round(m * 255)) for m in cfg.mean)
+    fill = tuple(round(m * 255) for m in cfg.mean)
     canvas = Image.new("RGB", (size, size), fill)
     canvas.paste(image.resize((nw, nh), resample, reducing_gap=3.0), ((size - nw) // 2, (size - nh) // 2))
     return canvas
@@ -226,13 +224,19 @@ def to_model_views(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     out = np.empty(cfg.input_shape(), dtype=np.float32)
     to_model_input(image, cfg, out=out[0])
     for i, (left, top, right, bottom) in enumerate(cfg.crops, start=1):
-        box = (round(left * w), round(top * h), max(round(right * w), round(left * w) + 1),
-               max(round(bottom * h), round(top * h) + 1))
+        box = (
+            round(left * w),
+            round(top * h),
+            max(round(right * w), round(left * w) + 1),
+            max(round(bottom * h), round(top * h) + 1),
+        )
         to_model_input(image.crop(box), cfg, out=out[i])
     return out
 
 
-def load_for_model(data: bytes, cfg: PreprocessConfig, *, fast: bool = True, **limits) -> tuple[np.ndarray, DecodedImage]:
+def load_for_model(
+    data: bytes, cfg: PreprocessConfig, *, fast: bool = True, **limits
+) -> tuple[np.ndarray, DecodedImage]:
     """Decode ``data`` and preprocess it: ``(model input, DecodedImage)``; the input is
     CHW float32, or V x CHW when ``cfg`` has crops (:func:`to_model_views`)."""
     # never decode below 128 px: the PDQ hash of the record is taken from this image too
@@ -241,6 +245,7 @@ def load_for_model(data: bytes, cfg: PreprocessConfig, *, fast: bool = True, **l
 
 
 # --- helpers -------------------------------------------------------------------------------
+
 
 def _exif_orientation(img: Image.Image) -> int:
     try:
@@ -291,8 +296,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 _KNOWN_SIGNATURES = (
-    (b"ftypheic", "HEIC"), (b"ftypheix", "HEIC"), (b"ftypmif1", "HEIF"), (b"ftypavif", "AVIF"),
-    (b"%PDF", "PDF"), (b"PK\x03\x04", "ZIP"), (b"<svg", "SVG"), (b"<?xml", "XML/SVG"),
+    (b"ftypheic", "HEIC"),
+    (b"ftypheix", "HEIC"),
+    (b"ftypmif1", "HEIF"),
+    (b"ftypavif", "AVIF"),
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
 )
 
 
@@ -305,12 +316,18 @@ def _sniff(data: bytes) -> str | None:
 
 
 _IMAGE_SIGNATURES = (
-    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
 )
+# The file extension for each accepted format (evidence copies are named SHA256.EXT).
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "WebP": ".webp"}
 
 
-def _claimed_format(data: bytes) -> str | None:
+def claimed_format(data: bytes) -> str | None:
     """The allowed format whose signature the data starts with, if any."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
@@ -318,14 +335,14 @@ def _claimed_format(data: bytes) -> str | None:
 
 
 def _not_an_image_reason(data: bytes) -> str:
-    if _claimed_format(data):
+    if claimed_format(data):
         return "corrupt"
     return "unsupported_format" if _sniff(data) else "not_an_image"
 
 
 def _not_an_image_message(data: bytes) -> str:
     allowed = "JPEG, PNG, WebP, GIF, BMP or TIFF"
-    claimed = _claimed_format(data)
+    claimed = claimed_format(data)
     if claimed:
         return f"the file starts like a {claimed} image but its header is damaged"
     kind = _sniff(data)

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 
 from .errors import WildscanError
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 UTC with a ``Z`` suffix, to the millisecond (every timestamp
+    that wildscan writes: records, audit, galleries, scans)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -48,12 +55,24 @@ class Result:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def error_reason(self) -> str:
+        """The failure's reason (``""`` when the image was classified)."""
+        return (self.error or {}).get("reason", "")
+
+    @property
+    def error_message(self) -> str:
+        """The failure's message (``""`` when the image was classified)."""
+        return (self.error or {}).get("message", "")
+
     def to_dict(self) -> dict:
         """The record as plain JSON-ready data (nested dicts and lists copied)."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def failure(cls, path: str, error: WildscanError, *, sha256: str | None = None, model: dict | None = None) -> "Result":
+    def failure(
+        cls, path: str, error: WildscanError, *, sha256: str | None = None, model: dict | None = None
+    ) -> Result:
         """A record for an input that could not be classified, with the reason."""
         return cls(path=path, sha256=sha256, model=model or {}, error=error.as_dict())
 

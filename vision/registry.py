@@ -1,7 +1,7 @@
 """One registry, one factory: ``list_models()`` and ``create_model(name)``.
 
 Bundles live in ``models/`` at the repository root (the shipped model), or in the folder
-named by ``WILDSCAN_MODELS_DIR``. Names say what a model is: ``ARCH.TAG``, e.g.
+named by ``WILDSCAN_MODELS_DIR`` (:mod:`vision.settings`). Names say what a model is: ``ARCH.TAG``, e.g.
 ``efficientnet_lite0.wildtrade_v1``.
 """
 
@@ -10,21 +10,15 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BundleError
+from .settings import DEFAULT_MODEL, default_model, models_dir
 
-DEFAULT_MODEL = "efficientnet_lite0.wildtrade_v1"
+if TYPE_CHECKING:
+    from .runtime import Classifier
 
-
-def models_dir() -> Path:
-    """Where bundles are looked up: ``$WILDSCAN_MODELS_DIR`` or the repository's ``models/``."""
-    env = os.environ.get("WILDSCAN_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
-
-
-def default_model() -> str:
-    """The model used when none is named: ``$WILDSCAN_MODEL`` or the shipped one."""
-    return os.environ.get("WILDSCAN_MODEL", DEFAULT_MODEL)
+__all__ = ["DEFAULT_MODEL", "create_model", "default_model", "list_models", "models_dir", "resolve_model"]
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -48,8 +42,14 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> Path:
     raise BundleError(f"unknown model {target!r}; available in {models_dir()}: {known}", "bundle_not_found")
 
 
-def create_model(name_or_path: str | os.PathLike | None = None, *, intra_threads: int = 1, inter_threads: int = 1,
-                 max_batch: int = 16, galleries="auto"):
+def create_model(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    intra_threads: int = 1,
+    inter_threads: int = 1,
+    max_batch: int = 16,
+    galleries="auto",
+) -> Classifier:
     """Load a bundle by name or path and return a ready :class:`vision.runtime.Classifier`.
 
     ``galleries``: ``"auto"`` matches against the reference galleries beside the model
@@ -58,6 +58,9 @@ def create_model(name_or_path: str | os.PathLike | None = None, *, intra_threads
     from .runtime import Classifier
 
     return Classifier.from_path(
-        resolve_model(name_or_path), intra_threads=intra_threads, inter_threads=inter_threads, max_batch=max_batch,
+        resolve_model(name_or_path),
+        intra_threads=intra_threads,
+        inter_threads=inter_threads,
+        max_batch=max_batch,
         galleries=galleries,
     )

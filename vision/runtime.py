@@ -21,7 +21,7 @@ Decision rule (documented in the model card too):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +49,9 @@ class PreparedImage:
     tensor: np.ndarray  # float32, 3 x S x S
 
 
-def prepare_image(path: str, data: bytes, cfg: PreprocessConfig, *, sha256: str | None = None,
-                  **limits) -> PreparedImage | Result:
+def prepare_image(
+    path: str, data: bytes, cfg: PreprocessConfig, *, sha256: str | None = None, **limits
+) -> PreparedImage | Result:
     """Hash, decode and preprocess one image; a :class:`Result` with ``error`` if unusable.
 
     ``sha256``: the digest of ``data`` when the caller has already computed it.
@@ -64,11 +65,12 @@ def prepare_image(path: str, data: bytes, cfg: PreprocessConfig, *, sha256: str 
         return Result.failure(path, e, sha256=digest)
     except Exception as e:  # a decoder bug must not end a batch: record it and go on
         return Result.failure(path, ImageError(f"could not read the image: {e}", "corrupt"), sha256=digest)
-    return PreparedImage(path, digest, pdq, decoded.width, decoded.height, tensor)
+    return PreparedImage(path, digest or sha256_bytes(data), pdq, decoded.width, decoded.height, tensor)
 
 
-def decide(probs: np.ndarray, labels: Sequence[str], wildlife: np.ndarray, thresholds: np.ndarray,
-           uncertain_below: float) -> tuple[str, float, bool]:
+def decide(
+    probs: np.ndarray, labels: Sequence[str], wildlife: np.ndarray, thresholds: np.ndarray, uncertain_below: float
+) -> tuple[str, float, bool]:
     """Steps 2-4 of the decision rule for one probability vector: ``(label, score, flagged)``.
 
     ``wildlife`` is a boolean mask over ``labels``, ``thresholds`` their flag thresholds.
@@ -83,8 +85,9 @@ def decide(probs: np.ndarray, labels: Sequence[str], wildlife: np.ndarray, thres
     return labels[idx], float(probs[idx]), False
 
 
-def needs_crops(whole: np.ndarray, wildlife: np.ndarray, objects: np.ndarray, thresholds: np.ndarray,
-                crops_from: float) -> np.ndarray:
+def needs_crops(
+    whole: np.ndarray, wildlife: np.ndarray, objects: np.ndarray, thresholds: np.ndarray, crops_from: float
+) -> np.ndarray:
     """The crop cascade: for each row of whole-photo scores (N x C), whether its crops are
     run: no wildlife label passes its threshold, and a wildlife object label (ivory, reptile
     skin...; the masks are over the labels) scores ``crops_from`` or more."""
@@ -154,8 +157,9 @@ class Classifier:
         return copy
 
     @classmethod
-    def from_path(cls, path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, max_batch: int = 16,
-                  galleries="auto") -> "Classifier":
+    def from_path(
+        cls, path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, max_batch: int = 16, galleries="auto"
+    ) -> Classifier:
         """Load the bundle at ``path``; ``galleries`` as for the constructor."""
         bundle = load_bundle(path, intra_threads=intra_threads, inter_threads=inter_threads)
         return cls(bundle, max_batch=max_batch, galleries=galleries)
@@ -249,8 +253,9 @@ class Classifier:
     def prepare(self, path: str, data: bytes) -> PreparedImage | Result:
         return prepare_image(path, data, self.preprocess)
 
-    def finish(self, prepared: Sequence[PreparedImage], logits: np.ndarray,
-               embeddings: np.ndarray | None = None) -> list[Result]:
+    def finish(
+        self, prepared: Sequence[PreparedImage], logits: np.ndarray, embeddings: np.ndarray | None = None
+    ) -> list[Result]:
         """Turn prepared images and their logits into result records.
 
         With galleries, ``embeddings`` (from :meth:`run`) are matched against them; when
@@ -265,17 +270,26 @@ class Classifier:
             decision = combine(head, match)
             results.append(
                 Result(
-                    path=item.path, sha256=item.sha256, pdq=item.pdq, width=item.width, height=item.height,
-                    label=decision.label, score=round(decision.score, 6), flagged=decision.flagged,
+                    path=item.path,
+                    sha256=item.sha256,
+                    pdq=item.pdq,
+                    width=item.width,
+                    height=item.height,
+                    label=decision.label,
+                    score=round(decision.score, 6),
+                    flagged=decision.flagged,
                     possible=self.possible(p, decision.flagged),
-                    scores={lab: round(float(v), 6) for lab, v in zip(self.labels, p)}, model=model,
-                    matched_by=decision.matched_by, **gallery_evidence(head, match, versions),
+                    scores={lab: round(float(v), 6) for lab, v in zip(self.labels, p)},
+                    model=model,
+                    matched_by=decision.matched_by,
+                    **gallery_evidence(head, match, versions),
                 )
             )
         return results
 
-    def match_galleries(self, prepared: Sequence[PreparedImage], embeddings: np.ndarray | None = None
-                        ) -> tuple[list[Match | None], dict[str, int] | None]:
+    def match_galleries(
+        self, prepared: Sequence[PreparedImage], embeddings: np.ndarray | None = None
+    ) -> tuple[list[Match | None], dict[str, int] | None]:
         """Each image's gallery match (or ``None``), and the versions of the galleries consulted
         (``None`` when the model has no non-empty gallery)."""
         index = self.galleries.index() if self.galleries is not None and len(prepared) else None
@@ -283,6 +297,8 @@ class Classifier:
             return [None] * len(prepared), None
         if embeddings is None:
             embeddings = self.run(np.stack([item.tensor for item in prepared]))[1]
+        if embeddings is None:  # a model without an embedding output cannot match galleries
+            return [None] * len(prepared), None
         return index.search(embeddings), index.versions
 
     def classify_prepared(self, items: Sequence[PreparedImage | Result]) -> list[Result]:
@@ -291,12 +307,17 @@ class Classifier:
         logits, embeddings = self.run(np.stack([it.tensor for it in ready])) if ready else (None, None)
         return self.assemble(items, logits, embeddings)
 
-    def assemble(self, items: Sequence[PreparedImage | Result], logits: np.ndarray | None,
-                 embeddings: np.ndarray | None = None) -> list[Result]:
+    def assemble(
+        self, items: Sequence[PreparedImage | Result], logits: np.ndarray | None, embeddings: np.ndarray | None = None
+    ) -> list[Result]:
         """Records in the order of ``items``: the prepared ones from ``logits`` (one row each,
         in order) and ``embeddings``, the failures as they are, all stamped with the model."""
         ready = [it for it in items if isinstance(it, PreparedImage)]
-        done = iter(self.finish(ready, logits, embeddings) if ready else [])
+        done: Iterator[Result] = iter([])
+        if ready:
+            if logits is None:
+                raise ValueError("assemble() needs the logits of the prepared images")
+            done = iter(self.finish(ready, logits, embeddings))
         model = self.model_info()
         out = []
         for it in items:
@@ -329,8 +350,14 @@ def gallery_evidence(head: tuple[str, float, bool], match: Match | None, version
     if match is None:
         return {"gallery": {"versions": versions}}
     label, score, flagged = head
-    gallery = {"versions": versions, "category": match.category, "version": match.version,
-               "similarity": match.similarity, "threshold": match.threshold, "confidence": match.confidence}
+    gallery = {
+        "versions": versions,
+        "category": match.category,
+        "version": match.version,
+        "similarity": match.similarity,
+        "threshold": match.threshold,
+        "confidence": match.confidence,
+    }
     return {
         "gallery": gallery,
         "references": [{"sha256": sha, "similarity": sim} for sha, sim in match.closest],

@@ -47,9 +47,7 @@ class Category:
             return _NOT_WILDLIFE[lang]
         parts = []
         if self.cites or self.eu_annex:
-            listing = _LISTING[lang].format(
-                cites=self.cites or "—", annex=self.eu_annex or "—"
-            )
+            listing = _LISTING[lang].format(cites=self.cites or "—", annex=self.eu_annex or "—")
             parts.append(listing)
             parts.append(_ANNEX_RULE[lang][_annex_rule(self.eu_annex)])
         else:
@@ -104,6 +102,8 @@ _ANNEX_RULE = {
         "AB": "Soorten in Bijlage A: handel in de EU verboden, op beperkte uitzonderingen na; Bijlage B: vergunningen of bewijs van legale herkomst nodig.",
     },
 }
+
+
 def _annex_rule(annex: str) -> str:
     """Which trade sentence fits an annex string: "A", "B" or "AB" (species in both)."""
     if "A" in annex and "B" in annex:
@@ -125,13 +125,13 @@ _VERIFY = {
 }
 _NOT_WILDLIFE = {
     "en": "No protected wildlife item was recognised in this photo. This is not a legal finding: "
-          "check by eye, and against the ad text, when the ad suggests otherwise.",
+    "check by eye, and against the ad text, when the ad suggests otherwise.",
     "fr": "Aucun objet d'espèce protégée n'a été reconnu sur cette photo. Ce n'est pas un avis juridique : "
-          "vérifiez à l'œil, et avec le texte de l'annonce, si l'annonce laisse penser le contraire.",
+    "vérifiez à l'œil, et avec le texte de l'annonce, si l'annonce laisse penser le contraire.",
     "de": "Auf diesem Foto wurde kein geschütztes Wildtierprodukt erkannt. Das ist keine rechtliche Bewertung: "
-          "mit eigenen Augen und anhand des Anzeigentexts prüfen, wenn die Anzeige etwas anderes nahelegt.",
+    "mit eigenen Augen und anhand des Anzeigentexts prüfen, wenn die Anzeige etwas anderes nahelegt.",
     "nl": "Op deze foto is geen beschermd product van wilde dieren of planten herkend. Dit is geen juridisch oordeel: "
-          "controleer het zelf, ook aan de hand van de advertentietekst, als de advertentie iets anders doet vermoeden.",
+    "controleer het zelf, ook aan de hand van de advertentietekst, als de advertentie iets anders doet vermoeden.",
 }
 
 
@@ -151,6 +151,7 @@ def _c(id, group, en, fr, de, nl, risk, cites="", annex="", has_data=True, data_
 
 _NO_DATA = "No public training photos yet: recognised only through a reference gallery."
 
+# fmt: off
 CATEGORIES: tuple[Category, ...] = (
     # --- wildlife and wildlife products -------------------------------------------------
     _c("ivory", "wildlife", "Elephant ivory (carving or object)", "Ivoire d'éléphant (sculpture ou objet)",
@@ -256,6 +257,7 @@ CATEGORIES: tuple[Category, ...] = (
     _c("scene", "benign", "Scene or background", "Scène ou arrière-plan", "Szene oder Hintergrund",
        "Scène of achtergrond", "none"),
 )
+# fmt: on
 
 _BY_ID = {c.id: c for c in CATEGORIES}
 if len(_BY_ID) != len(CATEGORIES):  # pragma: no cover - guards edits to the table above

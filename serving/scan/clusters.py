@@ -85,7 +85,9 @@ def _matching_pairs(hashes: np.ndarray, max_distance: int) -> Iterator[tuple[int
             yield from zip(i[close].tolist(), j[close].tolist())
 
 
-def _chunk_candidates(keys: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _chunk_candidates(
+    keys: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Blocks of index pairs whose chunk values are equal or one bit apart, each pair once."""
     # equal values: each sorted position with the later positions of its run
     starts = np.arange(len(keys)) + 1

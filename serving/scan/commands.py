@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vision.errors import WildscanError
+
+if TYPE_CHECKING:
+    from .outputs import Survey
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +32,37 @@ def register_scan(sub: argparse._SubParsersAction) -> None:
         "metadata, a near-duplicate cluster and, for unreadable files, the reason). Results are kept in a "
         "SQLite database: run the same command again after a crash and it continues where it stopped.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="folder (recursive), image, list of paths (.txt) or manifest (.csv, .jsonl, .parquet)")
-    p.add_argument("--out", action="append", required=True, metavar="FILE",
-                   help="results file: .jsonl, .csv or .parquet (repeat for several)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="folder (recursive), image, list of paths (.txt) or manifest (.csv, .jsonl, .parquet)",
+    )
+    p.add_argument(
+        "--out",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="results file: .jsonl, .csv or .parquet (repeat for several)",
+    )
     p.add_argument("--db", default=None, help="scan database (default: beside the first --out, .db)")
     p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     p.add_argument("--engine", choices=ENGINES, default="local", help="local processes (default) or a Ray cluster")
     p.add_argument("--address", default=None, help="Ray cluster to join (e.g. auto, ray://head:10001)")
-    p.add_argument("--workers", type=_positive, default=None,
-                   help="worker processes (local, default: one per core) or model actors (ray)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes (local, default: one per core) or model actors (ray)",
+    )
     p.add_argument("--batch-size", type=_positive, default=16, help="images per inference call (default 16)")
-    p.add_argument("--threshold", action="append", default=[], metavar="CATEGORY=VALUE",
-                   help="flag CATEGORY at this probability instead of the model's threshold (repeatable)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="CATEGORY=VALUE",
+        help="flag CATEGORY at this probability instead of the model's threshold (repeatable)",
+    )
     p.add_argument("--path-column", default=None, help="manifest column with image paths (default: detected)")
     p.add_argument("--bytes-column", default=None, help="manifest column with image bytes (default: detected)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (progress goes to the log with -v)")
@@ -74,7 +97,7 @@ def _positive(text: str) -> int:
 class ScanSummary:
     """What a scan did: the survey of its records, and how fast the new ones went."""
 
-    info: object  # outputs.Survey
+    info: Survey
     new: int
     done_before: int
     seconds: float
@@ -144,10 +167,21 @@ def make_engine(name: str, model_path, *, workers=None, batch_size=16, address=N
     return LocalEngine(model_path, workers=workers, batch_size=batch_size, galleries=galleries)
 
 
-def scan(inputs: list[str], outs: list[str | Path], *, db: str | Path | None = None, model: str | None = None,
-         engine: str = "local", address: str | None = None, workers: int | None = None, batch_size: int = 16,
-         thresholds: list[str] = (), path_column: str | None = None, bytes_column: str | None = None,
-         quiet: bool = True) -> ScanSummary:
+def scan(
+    inputs: list[str],
+    outs: Sequence[str | Path],
+    *,
+    db: str | Path | None = None,
+    model: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    batch_size: int = 16,
+    thresholds: Sequence[str] = (),
+    path_column: str | None = None,
+    bytes_column: str | None = None,
+    quiet: bool = True,
+) -> ScanSummary:
     """Scan ``inputs`` into ``outs`` (resuming from ``db``); what ``wildscan scan`` runs.
 
     Raises :class:`~vision.errors.WildscanError` subclasses for bad inputs, outputs,
@@ -162,16 +196,17 @@ def scan(inputs: list[str], outs: list[str | Path], *, db: str | Path | None = N
 
     if address and engine != "ray":
         raise OptionError("--address names a Ray cluster: use it with --engine ray")
-    outs = [Path(o) for o in outs]
-    for out in outs:
+    out_paths = [Path(o) for o in outs]
+    for out in out_paths:
         output_format(out)  # refuse a bad suffix before hours of work
     classifier, model_path, thresholds_changed = load_classifier(model, list(thresholds))
     db_path = Path(db) if db else default_db_path(outs[0])
     columns = Columns(path=path_column, bytes=bytes_column)
     with tempfile.TemporaryDirectory(prefix="wildscan-scan-") as tmp:
         galleries = classifier.pin_galleries(tmp)  # one version of the galleries for the whole run
-        runner = make_engine(engine, model_path, workers=workers, batch_size=batch_size, address=address,
-                             galleries=galleries)
+        runner = make_engine(
+            engine, model_path, workers=workers, batch_size=batch_size, address=address, galleries=galleries
+        )
         with ScanStore(db_path, scorer_key(classifier)) as store:
             total, done = store.register(iter_items(inputs, columns))
             log.info("%d items, %d already in %s", total, done, db_path)
@@ -184,11 +219,11 @@ def scan(inputs: list[str], outs: list[str | Path], *, db: str | Path | None = N
             seconds = progress.elapsed
             relabel = relabeller(classifier, thresholds_changed)
             info = survey(store.records(), classifier.labels, relabel)
-            for out in outs:
+            for out in out_paths:
                 write_rows(out, flat_rows(store.records(), info, relabel), info)
         if galleries is not None:
             classifier.galleries.close()  # the pinned copy, before its folder goes
-    return ScanSummary(info=info, new=progress.new, done_before=done, seconds=seconds, outputs=outs, db=db_path)
+    return ScanSummary(info=info, new=progress.new, done_before=done, seconds=seconds, outputs=out_paths, db=db_path)
 
 
 def summary_text(summary: ScanSummary) -> str:
@@ -212,9 +247,18 @@ def summary_text(summary: ScanSummary) -> str:
 def run_scan(args: argparse.Namespace) -> int:
     """``wildscan scan``: run :func:`scan` and print the summary."""
     summary = scan(
-        args.inputs, args.out, db=args.db, model=args.model, engine=args.engine, address=args.address,
-        workers=args.workers, batch_size=args.batch_size, thresholds=args.threshold,
-        path_column=args.path_column, bytes_column=args.bytes_column, quiet=args.quiet,
+        args.inputs,
+        args.out,
+        db=args.db,
+        model=args.model,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        thresholds=args.threshold,
+        path_column=args.path_column,
+        bytes_column=args.bytes_column,
+        quiet=args.quiet,
     )
     print(summary_text(summary))
     return 0

@@ -209,14 +209,14 @@ def _row_item(item_id: str, base: Path, row: dict, image_column: tuple[str, str]
     metadata = {k: clean_value(v) for k, v in row.items() if k != column}
     if kind == "path":
         if value in (None, ""):
-            error = {"reason": "bad_manifest_value", "message": f"the manifest row has no {column!r}"}
-            return ScanItem(item_id, item_id, data=b"", metadata=metadata, error=error)
+            missing = {"reason": "bad_manifest_value", "message": f"the manifest row has no {column!r}"}
+            return ScanItem(item_id, item_id, data=b"", metadata=metadata, error=missing)
         return ScanItem(item_id, os.path.abspath(base / str(value)), metadata=metadata)
     data, error = _image_bytes(value)
     return ScanItem(item_id, item_id, data=data, metadata=metadata, error=error)
 
 
-def _image_bytes(value) -> tuple[bytes, dict | None]:
+def _image_bytes(value) -> tuple[bytes, dict[str, str] | None]:
     """Bytes from a manifest cell: raw bytes, base64 text or a ``{"bytes": ...}`` struct."""
     if isinstance(value, dict):
         value = value.get("bytes")

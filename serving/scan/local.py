@@ -49,13 +49,14 @@ class _WorkerState:
     def __init__(self, model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries):
         from vision.runtime import Classifier
 
-        self.classifier = Classifier.from_path(model_path, intra_threads=1, inter_threads=1, max_batch=batch_size,
-                                               galleries=galleries)
+        self.classifier = Classifier.from_path(
+            model_path, intra_threads=1, inter_threads=1, max_batch=batch_size, galleries=galleries
+        )
         self.scorer = scorer
         self.reader = open_reader(db_path) if db_path else None
 
     def known(self, digests: set[str]) -> set[str]:
-        if self.reader is None or not digests:
+        if self.reader is None or self.scorer is None or not digests:
             return set()
         return known_digests(self.reader, self.scorer, digests)
 
@@ -67,6 +68,8 @@ def _init_worker(model_path: str, db_path: str | None, scorer: str | None, batch
 
 def run_chunk(items: list[ScanItem]) -> list[Outcome]:
     """Process one chunk in a worker (the default task of the pool)."""
+    if _worker is None:
+        raise RuntimeError("run_chunk runs in a worker started with _init_worker")
     return process_chunk(items, _worker.classifier, _worker.known)
 
 

@@ -36,10 +36,30 @@ from .work import batched
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 HEAD = ["item_id", "path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "possible"]
-TAIL = ["model_name", "model_version", "model_sha256", "error_reason", "error_message", "scanned_at",
-        "cluster_id", "cluster_size"]
-RECORD_FIELDS = {"path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "possible", "scores", "model",
-                 "error"}
+TAIL = [
+    "model_name",
+    "model_version",
+    "model_sha256",
+    "error_reason",
+    "error_message",
+    "scanned_at",
+    "cluster_id",
+    "cluster_size",
+]
+RECORD_FIELDS = {
+    "path",
+    "sha256",
+    "pdq",
+    "width",
+    "height",
+    "label",
+    "score",
+    "flagged",
+    "possible",
+    "scores",
+    "model",
+    "error",
+}
 _INT = {"width", "height", "cluster_id", "cluster_size"}
 _FLOAT = {"score"}
 _BOOL = {"flagged"}
@@ -80,16 +100,26 @@ def relabeller(classifier, thresholds_changed: bool) -> Relabel:
             return record
         probs = np.array([scores.get(label, 0.0) for label in labels], dtype=np.float32)
         label, score, flagged = classifier.decide(probs)
-        out = {**record, "label": label, "score": round(score, 6), "flagged": flagged,
-               "possible": classifier.possible(probs, flagged)}
+        out = {
+            **record,
+            "label": label,
+            "score": round(score, 6),
+            "flagged": flagged,
+            "possible": classifier.possible(probs, flagged),
+        }
         match = recorded_match(record)
         if match is not None:
             from vision.matching import combine
 
             decision = combine((label, score, flagged), match)
-            out.update(label=decision.label, score=round(decision.score, 6), flagged=decision.flagged,
-                       possible=None if decision.flagged else out["possible"], matched_by=decision.matched_by,
-                       head={"label": label, "score": round(score, 6), "flagged": flagged})
+            out.update(
+                label=decision.label,
+                score=round(decision.score, 6),
+                flagged=decision.flagged,
+                possible=None if decision.flagged else out["possible"],
+                matched_by=decision.matched_by,
+                head={"label": label, "score": round(score, 6), "flagged": flagged},
+            )
         elif "matched_by" in record:
             out["matched_by"] = "model"
         return out
@@ -105,8 +135,14 @@ def recorded_match(record: dict):
     from vision.matching import Match
 
     closest = tuple((ref["sha256"], ref["similarity"]) for ref in record.get("references") or [])
-    return Match(category=gallery["category"], version=gallery["version"], similarity=gallery["similarity"],
-                 threshold=gallery["threshold"], confidence=gallery["confidence"], closest=closest)
+    return Match(
+        category=gallery["category"],
+        version=gallery["version"],
+        similarity=gallery["similarity"],
+        threshold=gallery["threshold"],
+        confidence=gallery["confidence"],
+        closest=closest,
+    )
 
 
 def extra_fields(record: dict) -> dict:
@@ -192,8 +228,14 @@ def flat_rows(records: Iterable[StoredRecord], info: Survey, relabel: Relabel) -
         yield flat_row(stored, relabel(stored.record), info.labels, names, cluster_id, size)
 
 
-def flat_row(stored: StoredRecord, record: dict, labels: list[str], names: dict[str, str],
-             cluster_id: int | None, cluster_size: int | None) -> dict:
+def flat_row(
+    stored: StoredRecord,
+    record: dict,
+    labels: list[str],
+    names: dict[str, str],
+    cluster_id: int | None,
+    cluster_size: int | None,
+) -> dict:
     """A record, its item and its cluster as one flat dict."""
     model = record.get("model") or {}
     error = record.get("error") or {}
@@ -202,9 +244,14 @@ def flat_row(stored: StoredRecord, record: dict, labels: list[str], names: dict[
     row["flagged"] = bool(row["flagged"])
     row.update({f"score_{label}": scores.get(label) for label in labels})
     row.update(
-        model_name=model.get("name"), model_version=model.get("version"), model_sha256=model.get("sha256"),
-        error_reason=error.get("reason"), error_message=error.get("message"), scanned_at=stored.scanned_at,
-        cluster_id=cluster_id, cluster_size=cluster_size,
+        model_name=model.get("name"),
+        model_version=model.get("version"),
+        model_sha256=model.get("sha256"),
+        error_reason=error.get("reason"),
+        error_message=error.get("message"),
+        scanned_at=stored.scanned_at,
+        cluster_id=cluster_id,
+        cluster_size=cluster_size,
     )
     row.update({k: v for k, v in extra_fields(record).items() if k not in row})
     row.update({names[key]: value for key, value in stored.metadata.items()})
@@ -296,7 +343,7 @@ def parquet_schema(info: Survey):
 
     fixed = HEAD + [f"score_{x}" for x in info.labels] + TAIL
     fields = [pa.field(name, record_type(name)) for name in fixed]
-    fields += [pa.field(name, _inferred_type(info.extra_types[name])) for name in info.record_columns[len(fixed):]]
+    fields += [pa.field(name, _inferred_type(info.extra_types[name])) for name in info.record_columns[len(fixed) :]]
     for key, column in info.metadata_columns.items():
         fields.append(pa.field(column, _inferred_type(info.metadata_types[key])))
     return pa.schema(fields)

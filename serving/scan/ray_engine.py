@@ -33,6 +33,7 @@ from vision.gallery import gallery_db_path, snapshot
 from vision.preprocess import PreprocessConfig
 from vision.records import Result
 from vision.runtime import PreparedImage
+from vision.settings import GALLERY_DB_NAME
 
 from .inputs import ScanItem
 from .store import Committer, ScanStore
@@ -41,7 +42,7 @@ from .work import EngineError, Outcome, Progress, prepare_item
 log = logging.getLogger(__name__)
 
 WAVE_BYTES = 512 * 1024 * 1024  # inline image bytes held by the driver per wave, at most
-GALLERIES = "galleries.db"  # the name the reference galleries travel under
+GALLERIES = GALLERY_DB_NAME  # the name the reference galleries travel under
 
 
 def decode_batch(batch: dict[str, np.ndarray], preprocess: dict) -> dict[str, np.ndarray]:
@@ -50,21 +51,24 @@ def decode_batch(batch: dict[str, np.ndarray], preprocess: dict) -> dict[str, np
     Failures keep their place with a zero tensor and their record (JSON) in ``failure``.
     """
     cfg = PreprocessConfig.from_dict(preprocess)
-    out = {name: [] for name in ("item_id", "path", "sha256", "pdq", "width", "height", "tensor", "failure")}
+    out: dict[str, list] = {
+        name: [] for name in ("item_id", "path", "sha256", "pdq", "width", "height", "tensor", "failure")
+    }
     columns = (batch[k] for k in ("item_id", "path", "inline", "data", "error"))
     for item_id, path, inline, data, error in zip(*columns):
-        item = ScanItem(str(item_id), str(path), data=bytes(data) if inline else None,
-                        error=json.loads(error) if error else None)
+        item = ScanItem(
+            str(item_id), str(path), data=bytes(data) if inline else None, error=json.loads(error) if error else None
+        )
         prepared = prepare_item(item, cfg)
-        ok = isinstance(prepared, PreparedImage)
         out["item_id"].append(item.item_id)
         out["path"].append(item.path)
         out["sha256"].append(prepared.sha256 or "")
-        out["pdq"].append(prepared.pdq if ok else "")
-        out["width"].append(prepared.width if ok else 0)
-        out["height"].append(prepared.height if ok else 0)
-        out["tensor"].append(prepared.tensor if ok else np.zeros(cfg.input_shape(), np.float32))
-        out["failure"].append("" if ok else json.dumps(prepared.to_dict()))
+        if isinstance(prepared, PreparedImage):
+            row = (prepared.pdq, prepared.width, prepared.height, prepared.tensor, "")
+        else:
+            row = ("", 0, 0, np.zeros(cfg.input_shape(), np.float32), json.dumps(prepared.to_dict()))
+        for key, value in zip(("pdq", "width", "height", "tensor", "failure"), row):
+            out[key].append(value)
     return {key: np.stack(values) if key == "tensor" else np.array(values) for key, values in out.items()}
 
 
@@ -80,14 +84,15 @@ class RayClassifier:
 
         from vision.runtime import Classifier
 
-        files = ray.get(files[0])
+        contents: dict[str, bytes] = ray.get(files[0])
         folder = Path(tempfile.mkdtemp(prefix="wildscan-model-"))
-        for name, content in files.items():
+        for name, content in contents.items():
             (folder / name).write_bytes(content)
-        onnx_name = next(name for name in files if name.endswith(".onnx"))
-        options = {"galleries": str(folder / GALLERIES)} if GALLERIES in files else {}
-        self.classifier = Classifier.from_path(folder / onnx_name, intra_threads=intra_threads, max_batch=batch_size,
-                                               **options)
+        onnx_name = next(name for name in contents if name.endswith(".onnx"))
+        galleries = str(folder / GALLERIES) if GALLERIES in contents else "auto"
+        self.classifier = Classifier.from_path(
+            folder / onnx_name, intra_threads=intra_threads, max_batch=batch_size, galleries=galleries
+        )
         self.model = self.classifier.model_info()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -118,8 +123,16 @@ class RayEngine:
     copy pinned at the start).
     """
 
-    def __init__(self, model_path: str | Path, *, address: str | None = None, actors: int | None = None,
-                 batch_size: int = 16, wave: int = 4096, galleries: str | Path | None = "auto"):
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        address: str | None = None,
+        actors: int | None = None,
+        batch_size: int = 16,
+        wave: int = 4096,
+        galleries: str | Path | None = "auto",
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_path = Path(model_path)
@@ -182,22 +195,40 @@ class RayEngine:
     def _run_wave(self, ray, wave: list[ScanItem], files_ref, preprocess, actors, committer, progress) -> None:
         by_id = {item.item_id: item for item in wave}
         rows = [
-            {"item_id": it.item_id, "path": it.path, "inline": it.data is not None, "data": it.data or b"",
-             "error": json.dumps(it.error) if it.error else ""}
+            {
+                "item_id": it.item_id,
+                "path": it.path,
+                "inline": it.data is not None,
+                "data": it.data or b"",
+                "error": json.dumps(it.error) if it.error else "",
+            }
             for it in wave
         ]
         self._quiet_ray_data(ray)
         dataset = (
             ray.data.from_items(rows)
-            .map_batches(decode_batch, batch_size=self.batch_size, fn_kwargs={"preprocess": preprocess},
-                         batch_format="numpy", num_cpus=1)
-            .map_batches(RayClassifier, batch_size=self.batch_size, batch_format="numpy", num_cpus=1,
-                         compute=ray.data.ActorPoolStrategy(size=actors),
-                         fn_constructor_kwargs={"files": [files_ref], "batch_size": self.batch_size})
+            .map_batches(
+                decode_batch,
+                batch_size=self.batch_size,
+                fn_kwargs={"preprocess": preprocess},
+                batch_format="numpy",
+                num_cpus=1,
+            )
+            .map_batches(
+                RayClassifier,
+                batch_size=self.batch_size,
+                batch_format="numpy",
+                num_cpus=1,
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                fn_constructor_kwargs={"files": [files_ref], "batch_size": self.batch_size},
+            )
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             items = [by_id[str(i)] for i in batch["item_id"]]
-            outcomes = [outcome_of(str(i), str(s), str(r)) for i, s, r in zip(batch["item_id"], batch["sha256"], batch["record"])]
+            outcomes = [
+                outcome_of(str(i), str(s), str(r))
+                for i, s, r in zip(batch["item_id"], batch["sha256"], batch["record"])
+            ]
             committer.add(items, outcomes)
             progress.update(len(items))
 

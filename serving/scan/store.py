@@ -22,7 +22,6 @@ the thresholds of the current run to the stored ``scores``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vision.errors import WildscanError
+from vision.records import utc_now
 
 from .inputs import ScanItem
 from .work import Outcome, batched
@@ -104,7 +104,7 @@ class ScanStore:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "ScanStore":
+    def __enter__(self) -> ScanStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -171,9 +171,13 @@ class ScanStore:
         ]
         items = [
             (
-                item.item_id, self.scorer, item.path, o.sha256,
+                item.item_id,
+                self.scorer,
+                item.path,
+                o.sha256,
                 None if o.sha256 else json.dumps(o.record, ensure_ascii=False),
-                json.dumps(item.metadata, ensure_ascii=False, default=str), now,
+                json.dumps(item.metadata, ensure_ascii=False, default=str),
+                now,
             )
             for item, o in finished
         ]
@@ -251,8 +255,3 @@ def open_reader(path: str | Path) -> sqlite3.Connection:
 def default_db_path(out: str | Path) -> Path:
     """``results.db`` beside ``results.jsonl`` (or .csv / .parquet)."""
     return Path(out).with_suffix(".db")
-
-
-def utc_now() -> str:
-    """The current UTC time, ISO 8601 with seconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -85,18 +85,20 @@ def process_chunk(
     to_run: list[tuple[int, PreparedImage | Result]] = []
     for i, (item, content, digest) in enumerate(zip(items, data, digests)):
         if isinstance(content, bytes) and not content:  # prepare_image words the "empty" failure
-            content = prepare_image(item.path, content, classifier.preprocess)
+            empty = prepare_image(item.path, content, classifier.preprocess)
+            content = empty if isinstance(empty, Result) else content
         if isinstance(content, Result):
             outcomes[i] = Outcome(item.item_id, None, _with_model(content, model))
-        elif digest in already or digest in first_of:
+        elif digest is not None and (digest in already or digest in first_of):
             outcomes[i] = Outcome(item.item_id, digest, None)
         else:
+            digest = digest or sha256_bytes(content)
             first_of[digest] = i
             to_run.append((i, prepare_image(item.path, content, classifier.preprocess, sha256=digest)))
     results = classifier.classify_prepared([prepared for _, prepared in to_run])
     for (i, _), result in zip(to_run, results):
         outcomes[i] = Outcome(items[i].item_id, result.sha256, result.to_dict())
-    return outcomes
+    return [outcome for outcome in outcomes if outcome is not None]  # every item has its outcome
 
 
 def _with_model(result: Result, model: dict) -> dict:

@@ -9,7 +9,7 @@
 
 Changes take effect on the next classify request (the classifier reloads galleries when the
 database changes). Photos are embedded and dropped: only hashes and embeddings are stored.
-The app includes this router from ``create_app`` (see :mod:`serving.app`).
+The app includes this router from :func:`serving.app.create_app`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,24 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vision.gallery import (GalleryError, GalleryStore, check_category, embed_photos, ensure_negative_pool,
-                            open_for)
+from vision.gallery import GalleryError, GalleryStore, check_category
+from vision.gallery_photos import embed_photos, ensure_negative_pool, open_for
 
-from .app import AppState, BodyTooLarge, api_error, authenticate, get_state, read_uploads
-from .store import KeyInfo
+from ..deps import AppState, authenticate, get_state
+from ..errors import BodyTooLarge, api_error
+from ..store import KeyInfo
+from ..uploads import read_uploads
 
 MAX_GALLERY_FILES = 64
-STATUS_BY_REASON = {"unknown_category": 404, "not_found": 404, "no_negative_pool": 409, "no_embedding": 409,
-                    "wrong_model": 422, "bad_gallery_file": 422, "no_photos": 422}
+STATUS_BY_REASON = {
+    "unknown_category": 404,
+    "not_found": 404,
+    "no_negative_pool": 409,
+    "no_embedding": 409,
+    "wrong_model": 422,
+    "bad_gallery_file": 422,
+    "no_photos": 422,
+}
 
 router = APIRouter(prefix="/v1/galleries", tags=["galleries"])
 
@@ -48,7 +57,10 @@ def gallery_store(state: AppState) -> GalleryStore:
         if not classifier.has_embedding:
             raise api_error(409, "no_embedding", "the loaded model has no embedding output, so it cannot use galleries")
         classifier.use_galleries(open_for(classifier))
-    return classifier.galleries
+    store = classifier.galleries
+    if store is None:  # pragma: no cover - use_galleries just attached one
+        raise api_error(503, "not_ready", "the gallery store could not be opened")
+    return store
 
 
 def gallery_error(e: GalleryError):
@@ -77,21 +89,26 @@ async def list_galleries(_: KeyInfo = Depends(require_admin), state: AppState = 
     """Every gallery of the loaded model (version, size, threshold, calibration) and the negative pool."""
     store = gallery_store(state)
     galleries = await run_store(store.list)
-    return {"model": state.classifier.model_info(), "negative_pool": await run_store(store.negative_pool_info),
-            "galleries": [g.as_dict() for g in galleries]}
+    return {
+        "model": state.classifier.model_info(),
+        "negative_pool": await run_store(store.negative_pool_info),
+        "galleries": [g.as_dict() for g in galleries],
+    }
 
 
 @router.get("/export")
-async def export_galleries(category: list[str] | None = Query(None), _: KeyInfo = Depends(require_admin),
-                           state: AppState = Depends(get_state)) -> dict:
+async def export_galleries(
+    category: list[str] | None = Query(None), _: KeyInfo = Depends(require_admin), state: AppState = Depends(get_state)
+) -> dict:
     """The galleries (embeddings, hashes, versions, calibration; no photos) as an importable JSON file."""
     store = gallery_store(state)
     return await run_store(store.export_dict, category)
 
 
 @router.post("/import")
-async def import_galleries(request: Request, replace: bool = False, _: KeyInfo = Depends(require_admin),
-                           state: AppState = Depends(get_state)) -> dict:
+async def import_galleries(
+    request: Request, replace: bool = False, _: KeyInfo = Depends(require_admin), state: AppState = Depends(get_state)
+) -> dict:
     """Merge (or replace) galleries from an exported JSON file sent as the request body."""
     try:
         data = json.loads(await request.body())
@@ -111,20 +128,26 @@ async def get_gallery(category: str, _: KeyInfo = Depends(require_admin), state:
     if info is None:
         raise api_error(404, "not_found", f"there is no {category!r} gallery for the loaded model")
     refs = await run_store(store.references, category)
-    return {**info.as_dict(), "photos": [{"sha256": r.sha256, "added_by": r.added_by, "added_at": r.added_at}
-                                         for r in refs]}
+    return {
+        **info.as_dict(),
+        "photos": [{"sha256": r.sha256, "added_by": r.added_by, "added_at": r.added_at} for r in refs],
+    }
 
 
 @router.post("/{category}")
-async def add_photos(category: str, request: Request, key: KeyInfo = Depends(require_admin),
-                     state: AppState = Depends(get_state)) -> dict:
+async def add_photos(
+    category: str, request: Request, key: KeyInfo = Depends(require_admin), state: AppState = Depends(get_state)
+) -> dict:
     """Add example photos (multipart field ``files``) to a category's gallery; the caller's key name is recorded."""
     category = known_category(category)
     files = await read_gallery_form(request)
     items = await read_uploads(files, state.settings.max_upload_bytes)
     usable = [(name, data) for name, data in items if isinstance(data, bytes)]
-    failures = [{"file": name, "reason": data.reason, "message": str(data)} for name, data in items
-                if not isinstance(data, bytes)]
+    failures = [
+        {"file": name, "reason": data.reason, "message": str(data)}
+        for name, data in items
+        if not isinstance(data, bytes)
+    ]
     store = gallery_store(state)
     await run_store(ensure_negative_pool, store, state.classifier)
     done = await run_store(embed_photos, state.classifier, usable)
@@ -136,8 +159,12 @@ async def add_photos(category: str, request: Request, key: KeyInfo = Depends(req
 
 
 @router.delete("/{category}")
-async def remove_photos(category: str, sha256: list[str] | None = Query(None), _: KeyInfo = Depends(require_admin),
-                        state: AppState = Depends(get_state)) -> dict:
+async def remove_photos(
+    category: str,
+    sha256: list[str] | None = Query(None),
+    _: KeyInfo = Depends(require_admin),
+    state: AppState = Depends(get_state),
+) -> dict:
     """Remove the named photos (``?sha256=``, repeatable) or all photos of a gallery; its version rises."""
     category = known_category(category)
     store = gallery_store(state)
@@ -152,8 +179,9 @@ async def read_gallery_form(request: Request) -> list[UploadFile]:
     except StarletteHTTPException as e:
         if isinstance(e, BodyTooLarge):
             raise
-        raise api_error(400, "bad_form", f"the multipart form could not be read (at most {MAX_GALLERY_FILES} "
-                        f"files): {e.detail}") from e
+        raise api_error(
+            400, "bad_form", f"the multipart form could not be read (at most {MAX_GALLERY_FILES} files): {e.detail}"
+        ) from e
     files = [v for k, v in form.multi_items() if k == "files" and isinstance(v, UploadFile)]
     if not files:
         raise api_error(422, "no_files", "send one or more images in the multipart field 'files'")

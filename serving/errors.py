@@ -1,0 +1,77 @@
+"""The API's refusals: one body shape, ``{"detail": {"reason", "message", ...}}``, for every 4xx/5xx."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vision.records import Result
+
+STATUS_BY_REASON = {
+    "too_large": 413,
+    "too_many_pixels": 413,
+    "too_many_files": 413,
+    "request_too_large": 413,
+    "unsupported_format": 415,
+    "not_an_image": 415,
+    "empty": 422,
+    "truncated": 422,
+    "corrupt": 422,
+    "unreadable": 422,
+}
+
+
+def api_error(status: int, reason: str, message: str, **extra) -> HTTPException:
+    """An HTTPException whose body is ``{"detail": {"reason", "message", ...}}``."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return HTTPException(status, detail={"reason": reason, "message": message, **extra}, headers=headers)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while reading a request body that grows past the limit."""
+
+    def __init__(self, limit: int):
+        detail = {"reason": "request_too_large", "message": f"the request is larger than {limit / 1e6:.0f} MB"}
+        super().__init__(413, detail=detail)  # type: ignore[arg-type]  # Starlette types detail as str; a dict is sent as JSON
+
+
+def image_error_response(result: Result) -> HTTPException:
+    """The 4xx for a request none of whose files could be used (the first file's reason)."""
+    reason = result.error_reason
+    return api_error(STATUS_BY_REASON.get(reason, 422), reason, result.error_message, file=result.path)
+
+
+ERROR_EXAMPLE = {"detail": {"reason": "truncated", "message": "the file is cut off (truncated)", "file": "a.jpg"}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "no valid API key",
+        "content": {
+            "application/json": {"example": {"detail": {"reason": "unauthorized", "message": "an API key is required"}}}
+        },
+    },
+    413: {"description": "file, image or request too large"},
+    415: {"description": "not an image, or an unsupported format"},
+    422: {
+        "description": "empty, truncated or corrupt image; bad form field",
+        "content": {"application/json": {"example": ERROR_EXAMPLE}},
+    },
+}
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()]
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return JSONResponse({"detail": {"reason": "invalid_request", "message": message, "errors": errors}}, 422)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail: Any = exc.detail
+    if not isinstance(detail, dict):
+        reason = re.sub(r"[^a-z]+", "_", str(detail).lower()).strip("_") or "error"
+        detail = {"reason": reason, "message": str(detail)}
+    return JSONResponse({"detail": detail}, exc.status_code, headers=getattr(exc, "headers", None))
