@@ -10,20 +10,34 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vision.errors import Reason
 from vision.records import Result
 
-STATUS_BY_REASON = {
-    "too_large": 413,
-    "too_many_pixels": 413,
-    "too_many_files": 413,
-    "request_too_large": 413,
-    "unsupported_format": 415,
-    "not_an_image": 415,
-    "empty": 422,
-    "truncated": 422,
-    "corrupt": 422,
-    "unreadable": 422,
+# The HTTP status of each reason that a refusal can carry without naming its own.
+STATUS_BY_REASON: dict[Reason, int] = {
+    Reason.TOO_LARGE: 413,
+    Reason.TOO_MANY_PIXELS: 413,
+    Reason.TOO_MANY_FILES: 413,
+    Reason.REQUEST_TOO_LARGE: 413,
+    Reason.UNSUPPORTED_FORMAT: 415,
+    Reason.NOT_AN_IMAGE: 415,
+    Reason.EMPTY: 422,
+    Reason.TRUNCATED: 422,
+    Reason.CORRUPT: 422,
+    Reason.UNREADABLE: 422,
+    Reason.UNKNOWN_CATEGORY: 404,
+    Reason.NOT_FOUND: 404,
+    Reason.NO_NEGATIVE_POOL: 409,
+    Reason.NO_EMBEDDING: 409,
+    Reason.WRONG_MODEL: 422,
+    Reason.BAD_GALLERY_FILE: 422,
+    Reason.NO_PHOTOS: 422,
 }
+
+
+def status_of(reason: str) -> int:
+    """The HTTP status for ``reason`` (422 for reasons the table does not name)."""
+    return STATUS_BY_REASON.get(Reason(reason), 422)
 
 
 def api_error(status: int, reason: str, message: str, **extra) -> HTTPException:
@@ -43,7 +57,7 @@ class BodyTooLarge(StarletteHTTPException):
 def image_error_response(result: Result) -> HTTPException:
     """The 4xx for a request none of whose files could be used (the first file's reason)."""
     reason = result.error_reason
-    return api_error(STATUS_BY_REASON.get(reason, 422), reason, result.error_message, file=result.path)
+    return api_error(status_of(reason), reason, result.error_message, file=result.path)
 
 
 ERROR_EXAMPLE = {"detail": {"reason": "truncated", "message": "the file is cut off (truncated)", "file": "a.jpg"}}

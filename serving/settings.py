@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from vision.errors import WildscanError
+from vision.errors import Reason, WildscanError
 
 PREFIX = "WILDSCAN_"
 MIN_KEY_LENGTH = 16
@@ -47,7 +47,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 class SettingsError(WildscanError):
     """A setting that is malformed, out of range or unsafe in combination with another."""
 
-    reason = "bad_settings"
+    reason = Reason.BAD_SETTINGS
 
 
 @dataclass(frozen=True)

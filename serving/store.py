@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vision.errors import WildscanError
+from vision.errors import Reason, WildscanError
 from vision.records import utc_now
 
 ROLES = ("admin", "user")
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 class StoreError(WildscanError):
     """A key or result operation that cannot be done (duplicate name, unknown key, ...)."""
 
-    reason = "store_error"
+    reason = Reason.STORE_ERROR
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The architecture, checked from the code itself: imports point training -> vision <- serving,
-no module imports itself back through others, and no module grows past 500 lines.
+no module imports itself back through others, no module grows past 500 lines and no
+function past 60, and only the settings modules read the environment.
 
 Every import counts, including those inside functions: a function-level import is still a
 dependency, it only hides it.
@@ -15,6 +16,8 @@ PACKAGES = ("vision", "training", "serving")
 # which package may import which (besides itself)
 ALLOWED = {"vision": set(), "training": {"vision"}, "serving": {"vision"}}
 MAX_LINES = 500
+MAX_FUNCTION_LINES = 60
+SETTINGS_MODULES = {"vision/settings.py", "serving/settings.py"}
 
 
 def modules() -> dict[str, Path]:
@@ -119,3 +122,23 @@ def test_modules_stay_short(package):
         if name.split(".")[0] == package and (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_functions_stay_short():
+    long = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
+
+
+def test_only_the_settings_modules_read_the_environment():
+    readers = sorted(
+        str(path.relative_to(REPO))
+        for path in modules().values()
+        if "os.environ.get" in path.read_text() or "os.getenv" in path.read_text()
+    )
+    assert set(readers) <= SETTINGS_MODULES, readers

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from training import data  # noqa: E402
 from training.augment import ad_style, eval_ad_view, train_view  # noqa: E402
+from training.errors import TrainingError  # noqa: E402
 from training.features import ViewSpec, render  # noqa: E402
 from vision.preprocess import PreprocessConfig, load_for_model, load_image  # noqa: E402
 
@@ -178,7 +179,7 @@ def test_a_cut_inside_a_stage_moves_layers_to_the_top_and_keeps_the_network(phot
     assert top_layers == [1, 3]  # stage 6 alone; then the last 2 of stage 5's 4 layers join it
     assert torch.allclose(outputs[0][0], outputs[1][0], atol=1e-5)
     assert torch.allclose(outputs[0][1], outputs[1][1], atol=1e-5)
-    with pytest.raises(ValueError, match="cut_layer"):
+    with pytest.raises(TrainingError, match="cut_layer"):
         build("tf_efficientnet_lite0", 4, 5, cut_layer=4)
 
 

@@ -27,12 +27,41 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     if extra_sections is None:
         extra_sections = NOTES.read_text() if NOTES.exists() else ""
     bundle = load_bundle(bundle_path)
-    cfg = bundle.config
     eval_dir = bundle.onnx_path.with_suffix(".eval")
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     export = json.loads((eval_dir / "export_report.json").read_text())
-    covered = set(cfg.labels)
-    not_covered = [c for c in list_categories("wildlife") if c.id not in covered]
+    devads_md = (eval_dir / "devads.md").read_text() if (eval_dir / "devads.md").exists() else ""
+    selection = (
+        json.loads((eval_dir / "selection.json").read_text()) if (eval_dir / "selection.json").exists() else None
+    )
+    lines = header_section(bundle, export)
+    if devads_md:
+        lines += [
+            "## Real sale posts first (`dev-ads`; `wildscan evaluate --split dev-ads`)",
+            "",
+            "The only real listing photos in the data: social-media posts of sellers advertising ivory, "
+            "labelled per photo. Never trained on. The ivory threshold is chosen on them, so the headline "
+            "row judges each post group with the threshold chosen on the other groups (cross-validation).",
+            "",
+            devads_md,
+        ]
+    if selection:
+        lines += selection_section(selection)
+    lines += evaluation_section(bundle, metrics, export)
+    dev = json.loads((eval_dir / "devads.json").read_text()) if (eval_dir / "devads.json").exists() else None
+    lines += ["", *targets_section(metrics, dev), "", extra_sections.strip(), ""]
+    lines += LICENCE_AND_LIMITATIONS
+    gallery_eval = bundle.onnx_path.parent / "GALLERY_EVAL.md"
+    if gallery_eval.exists():
+        lines += ["", gallery_eval.read_text().strip()]
+    out = bundle.onnx_path.parent / "MODEL_CARD.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def header_section(bundle, export: dict) -> list[str]:
+    """File, architecture, preprocessing, scores, data; purpose; classes covered."""
+    cfg = bundle.config
     td = cfg.training_data
     rule = (
         "one-vs-rest: `p = sigmoid(logits / temperature)` per class"
@@ -40,11 +69,7 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         else "`p = softmax(logits / temperature)`"
     )
     views = cfg.preprocess.views
-    devads_md = (eval_dir / "devads.md").read_text() if (eval_dir / "devads.md").exists() else ""
-    selection = (
-        json.loads((eval_dir / "selection.json").read_text()) if (eval_dir / "selection.json").exists() else None
-    )
-    lines = [
+    return [
         f"# Model card: {cfg.name} {cfg.version}",
         "",
         f"- **File**: `models/{bundle.onnx_path.name}` ({export['shipped']}), SHA-256 `{bundle.sha256}`",
@@ -81,6 +106,13 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         f"(splits.csv SHA-256 `{td.get('splits_sha256', '')[:16]}…`), "
         f"photos per split {td.get('photos')}, {td.get('train_views_per_photo')} views per training photo.",
         "",
+    ] + purpose_section(cfg.labels)
+
+
+def purpose_section(labels: list[str]) -> list[str]:
+    """What the model is for, and the classes it covers and does not."""
+    not_covered = [c for c in list_categories("wildlife") if c.id not in set(labels)]
+    return [
         "## What it is for, and what not",
         "A triage aid for officers and analysts: it points at listing photos that likely show a protected "
         "wildlife product, says how sure it is, and gives the legal pointer for the category. It is not "
@@ -88,25 +120,20 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         "it does not flag is not cleared: it only means no protected item was recognised.",
         "",
         "## Classes covered",
-        ", ".join(f"`{lab}`" for lab in cfg.labels) + ".",
+        ", ".join(f"`{lab}`" for lab in labels) + ".",
         "",
         "**Wildlife categories the model does NOT cover** (no or too few public training photos; use reference "
         "galleries): " + ", ".join(f"`{c.id}`" for c in not_covered) + ".",
         "",
     ]
-    if devads_md:
-        lines += [
-            "## Real sale posts first (`dev-ads`; `wildscan evaluate --split dev-ads`)",
-            "",
-            "The only real listing photos in the data: social-media posts of sellers advertising ivory, "
-            "labelled per photo. Never trained on. The ivory threshold is chosen on them, so the headline "
-            "row judges each post group with the threshold chosen on the other groups (cross-validation).",
-            "",
-            devads_md,
-        ]
-    if selection:
-        lines += selection_section(selection)
-    lines += [
+
+
+def evaluation_section(bundle, metrics: dict, export: dict) -> list[str]:
+    """The test split's tables, the thresholds and the export checks."""
+    cfg = bundle.config
+    td = cfg.training_data
+    eval_dir = bundle.onnx_path.with_suffix(".eval")
+    return [
         "## Evaluation (test split; numbers from `models/" + eval_dir.name + "/metrics.json`)",
         "",
         "Catalogue photos, not ads. The *ad-style* view re-renders every test photo as a marketplace listing "
@@ -136,36 +163,30 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         f"max |Δembedding| {export['parity']['max_abs_embedding_diff']:.2e} "
         f"(tolerance {export['parity']['tolerance']}), top-1 agreement {export['parity']['top1_agreement']:.3f}.",
     ]
-    dev = json.loads((eval_dir / "devads.json").read_text()) if (eval_dir / "devads.json").exists() else None
-    lines += ["", *targets_section(metrics, dev), "", extra_sections.strip(), ""]
-    lines += [
-        "## Training data and licences",
-        "See [the dataset card](../datasets/wildtrade-v1/CARD.md). Photos come from public repositories "
-        "under mixed terms: Met Open Access (CC0), Caltech-101 (CC BY 4.0), several research/learning-only "
-        "sets (ImageNet, CUB-200, Leeds Butterfly, a Gumtree teaching copy) and web-scraped sets without a "
-        "licence. They were used to train and evaluate only; none is redistributed. Treat the weights as "
-        "suitable for research and non-commercial enforcement use until the data terms are cleared.",
-        "",
-        "## Limitations",
-        "- Ivory was learnt from museum studio photos (plus their listing-scene composites); the only real "
-        "  ad photos are the 259 of `dev-ads`, used to choose the ivory threshold and the model, never to train.",
-        "  97 positives make the dev-ads figures uncertain by several points.",
-        "- The trunk is ImageNet's, frozen: catalogue accuracy and the ad-style view are below the fine-tuned "
-        "  model 1.2.0; it was chosen because it ranks real ad photos better.",
-        "- Reptile-skin products are mostly one shop's alligator goods on a hide backdrop (4 python or lizard "
-        "  photos): expect misses on python/lizard leather and false flags on embossed leather.",
-        "- Reef coral is live reef and aquarium coral: dried coral and coral jewellery are not covered.",
-        "- Small classes (parrot, jewellery, amphibian, exotic mammal, reptile-skin products, birds of prey) "
-        "  have few test photos: their per-class figures are noisy.",
-        "- Only ivory's threshold was chosen on real ads; the other classes' come from validation photos and "
-        "  synthetic listing scenes.",
-    ]
-    gallery_eval = bundle.onnx_path.parent / "GALLERY_EVAL.md"
-    if gallery_eval.exists():
-        lines += ["", gallery_eval.read_text().strip()]
-    out = bundle.onnx_path.parent / "MODEL_CARD.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+
+
+LICENCE_AND_LIMITATIONS = [
+    "## Training data and licences",
+    "See [the dataset card](../datasets/wildtrade-v1/CARD.md). Photos come from public repositories "
+    "under mixed terms: Met Open Access (CC0), Caltech-101 (CC BY 4.0), several research/learning-only "
+    "sets (ImageNet, CUB-200, Leeds Butterfly, a Gumtree teaching copy) and web-scraped sets without a "
+    "licence. They were used to train and evaluate only; none is redistributed. Treat the weights as "
+    "suitable for research and non-commercial enforcement use until the data terms are cleared.",
+    "",
+    "## Limitations",
+    "- Ivory was learnt from museum studio photos (plus their listing-scene composites); the only real "
+    "  ad photos are the 259 of `dev-ads`, used to choose the ivory threshold and the model, never to train.",
+    "  97 positives make the dev-ads figures uncertain by several points.",
+    "- The trunk is ImageNet's, frozen: catalogue accuracy and the ad-style view are below the fine-tuned "
+    "  model 1.2.0; it was chosen because it ranks real ad photos better.",
+    "- Reptile-skin products are mostly one shop's alligator goods on a hide backdrop (4 python or lizard "
+    "  photos): expect misses on python/lizard leather and false flags on embossed leather.",
+    "- Reef coral is live reef and aquarium coral: dried coral and coral jewellery are not covered.",
+    "- Small classes (parrot, jewellery, amphibian, exotic mammal, reptile-skin products, birds of prey) "
+    "  have few test photos: their per-class figures are noisy.",
+    "- Only ivory's threshold was chosen on real ads; the other classes' come from validation photos and "
+    "  synthetic listing scenes.",
+]
 
 
 def selection_section(selection: dict) -> list[str]:

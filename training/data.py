@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,9 @@ import numpy as np
 
 from vision.hashing import PDQ_MATCH_DISTANCE, pdq_hash, sha256_file
 from vision.preprocess import load_image
+from vision.settings import photos_dir
+
+from .errors import TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET_DIR = REPO / "datasets" / "wildtrade-v1"
@@ -30,8 +32,8 @@ SPLIT_FIELDS = ["sha256", "path", "fine_label", "class", "split", "group", "pdq"
 
 
 def shared_data_dir() -> Path:
-    """The shared photos: ``$WILDSCAN_DATA`` or ``../shared/data`` beside the repository."""
-    return Path(os.environ.get("WILDSCAN_DATA", REPO.parent / "shared" / "data"))
+    """The shared photos: ``$WILDSCAN_PHOTOS`` (or ``$WILDSCAN_DATA``), else ``../shared/data``."""
+    return photos_dir()
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,9 @@ def build(dataset_dir: Path = DATASET_DIR, root: Path | None = None, progress: b
     for row in manifest:
         fine = row["label"]
         if fine not in mapping:
-            raise ValueError(f"fine label {fine!r} has no row in {dataset_dir / 'mapping.csv'}")
+            raise TrainingError(
+                f"fine label {fine!r} has no row in {dataset_dir / 'mapping.csv'}: map it first", "bad_data"
+            )
         cls, note = mapping[fine]
         if not cls:
             excluded.append((row, note.removeprefix("EXCLUDE: ") or "excluded label"))

@@ -34,6 +34,7 @@ from vision.preprocess import PreprocessConfig, load_for_model
 from vision.runtime import Classifier
 
 from . import data
+from .errors import TrainingError
 from .features import ViewSpec, render
 from .heads import first_linear
 from .model import build
@@ -119,7 +120,7 @@ def check_parity(
         "tolerance": tolerance,
     }
     if max(report["max_abs_logit_diff"], report["max_abs_embedding_diff"]) > tolerance:
-        raise RuntimeError(f"ONNX export differs from torch beyond {tolerance}: {report}")
+        raise TrainingError(f"ONNX export differs from torch beyond {tolerance}: {report}", "export_failed")
     return report
 
 
@@ -209,21 +210,7 @@ def export_run(
 
     fp32 = export_onnx(net, pre.input_size, work / f"{name}-fp32.onnx")
     parity = check_parity(net, fp32, pre, parity_photos())
-    config = BundleConfig(
-        name=name,
-        version=version,
-        labels=calibration["labels"],
-        preprocess=pre,
-        architecture=run_cfg.arch,
-        temperature=calibration["temperature"],
-        thresholds=calibration["thresholds"],
-        default_threshold=run_cfg.default_threshold,
-        uncertain_below=run_cfg.uncertain_below,
-        **{key: calibration[key] for key in RULE_KEYS if key in calibration},
-        embedding_dim=int(first_linear(net.top.classifier).in_features),
-        training_data=training_data_summary(run_cfg, calibration),
-        created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-    )
+    config = bundle_config(run_cfg, calibration, net, pre, version)
     save_bundle_config(fp32, config)
     report: dict = {"parity": parity}
 
@@ -250,28 +237,66 @@ def export_run(
             "macro_f1_all_ad": evaluations[kind]["ad"]["macro_f1_all"],
             "size_mb": round(path.stat().st_size / 1e6, 2),
         }
-    chosen = "fp32"
-    if "int8" in report:
-        speedup = report["int8"]["images_per_second_1_thread"] / report["fp32"]["images_per_second_1_thread"]
-        # the product is judged on ad photos: int8 must keep macro-F1 on both views
-        drops = {
-            view: report["fp32"][f"macro_f1_all_{view}"] - report["int8"][f"macro_f1_all_{view}"]
-            for view in ("clean", "ad")
-        }
-        report["int8_decision"] = {
-            "speedup": round(speedup, 2),
-            "macro_f1_drop": round(drops["clean"], 4),
-            "macro_f1_drop_ad": round(drops["ad"], 4),
-            "max_drop": INT8_MAX_F1_DROP,
-            "min_speedup": INT8_MIN_SPEEDUP,
-        }
-        if max(drops.values()) <= INT8_MAX_F1_DROP and speedup >= INT8_MIN_SPEEDUP:
-            chosen = "int8"
-    report["shipped"] = chosen
+    chosen = report["shipped"] = choose_precision(report)
+    final = ship(out_dir, name, candidates, config, evaluations, report)
+    evaluations[chosen]["model"] = final.model_info()
+    write_report(evaluations[chosen], out_dir / f"{name}.eval")
+    from . import devads  # the real sale posts: the model card's headline figures
 
+    devads.write_report(devads.evaluate(Classifier(final, max_batch=16)), out_dir / f"{name}.eval")
+    report["bundle"] = final.model_info()
+    (out_dir / f"{name}.eval" / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def bundle_config(run_cfg, calibration: dict, net, pre: PreprocessConfig, version: str) -> BundleConfig:
+    """The bundle's JSON contract from a run: labels, preprocessing, calibration, decision rule."""
+    return BundleConfig(
+        name=run_cfg.name,
+        version=version,
+        labels=calibration["labels"],
+        preprocess=pre,
+        architecture=run_cfg.arch,
+        temperature=calibration["temperature"],
+        thresholds=calibration["thresholds"],
+        default_threshold=run_cfg.default_threshold,
+        uncertain_below=run_cfg.uncertain_below,
+        **{key: calibration[key] for key in RULE_KEYS if key in calibration},
+        embedding_dim=int(first_linear(net.top.classifier).in_features),
+        training_data=training_data_summary(run_cfg, calibration),
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+    )
+
+
+def choose_precision(report: dict) -> str:
+    """``int8`` when it keeps macro-F1 on both views within ``INT8_MAX_F1_DROP`` and is at
+    least ``INT8_MIN_SPEEDUP`` faster, else ``fp32``; the evidence goes into ``report``."""
+    if "int8" not in report:
+        return "fp32"
+    speedup = report["int8"]["images_per_second_1_thread"] / report["fp32"]["images_per_second_1_thread"]
+    # the product is judged on ad photos: int8 must keep macro-F1 on both views
+    drops = {
+        view: report["fp32"][f"macro_f1_all_{view}"] - report["int8"][f"macro_f1_all_{view}"]
+        for view in ("clean", "ad")
+    }
+    report["int8_decision"] = {
+        "speedup": round(speedup, 2),
+        "macro_f1_drop": round(drops["clean"], 4),
+        "macro_f1_drop_ad": round(drops["ad"], 4),
+        "max_drop": INT8_MAX_F1_DROP,
+        "min_speedup": INT8_MIN_SPEEDUP,
+    }
+    return "int8" if max(drops.values()) <= INT8_MAX_F1_DROP and speedup >= INT8_MIN_SPEEDUP else "fp32"
+
+
+def ship(out_dir: Path, name: str, candidates: dict[str, Path], config: BundleConfig, evaluations: dict, report: dict):
+    """Copy the chosen file into ``out_dir`` with its final JSON (metrics included), keep the
+    fp32 one beside it when int8 ships; returns the reloaded, checked bundle."""
+    chosen = report["shipped"]
     final_config = BundleConfig.from_dict(
         {**config.to_dict(), "metrics": _summary(evaluations[chosen], chosen, report)}
     )
+    fp32 = candidates["fp32"]
     shipped = out_dir / f"{name}.onnx"
     shutil.copyfile(candidates[chosen], shipped)
     save_bundle_config(shipped, final_config)
@@ -287,15 +312,7 @@ def export_run(
     else:  # the shipped file is the fp32 one: no copy, and none left from an earlier export
         for stale in (kept_fp32, kept_fp32.with_suffix(".json")):
             stale.unlink(missing_ok=True)
-    final = load_bundle(shipped)  # reload: checks JSON against graph, hashes the shipped file
-    evaluations[chosen]["model"] = final.model_info()
-    write_report(evaluations[chosen], out_dir / f"{name}.eval")
-    from . import devads  # the real sale posts: the model card's headline figures
-
-    devads.write_report(devads.evaluate(Classifier(final, max_batch=16)), out_dir / f"{name}.eval")
-    report["bundle"] = final.model_info()
-    (out_dir / f"{name}.eval" / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return load_bundle(shipped)  # reload: checks JSON against graph, hashes the shipped file
 
 
 def _summary(m: dict, kind: str, report: dict) -> dict:

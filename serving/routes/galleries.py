@@ -25,20 +25,11 @@ from vision.gallery import GalleryError, GalleryStore, check_category
 from vision.gallery_photos import embed_photos, ensure_negative_pool, open_for
 
 from ..deps import AppState, authenticate, get_state
-from ..errors import BodyTooLarge, api_error
+from ..errors import BodyTooLarge, api_error, status_of
 from ..store import KeyInfo
 from ..uploads import read_uploads
 
 MAX_GALLERY_FILES = 64
-STATUS_BY_REASON = {
-    "unknown_category": 404,
-    "not_found": 404,
-    "no_negative_pool": 409,
-    "no_embedding": 409,
-    "wrong_model": 422,
-    "bad_gallery_file": 422,
-    "no_photos": 422,
-}
 
 router = APIRouter(prefix="/v1/galleries", tags=["galleries"])
 
@@ -65,7 +56,7 @@ def gallery_store(state: AppState) -> GalleryStore:
 
 def gallery_error(e: GalleryError):
     """The 4xx for a :class:`GalleryError`."""
-    return api_error(STATUS_BY_REASON.get(e.reason, 422), e.reason, str(e))
+    return api_error(status_of(e.reason), e.reason, str(e))
 
 
 def known_category(category: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vision.errors import WildscanError
+from vision.errors import Reason, WildscanError
 
 if TYPE_CHECKING:
     from .outputs import Survey
@@ -83,7 +83,7 @@ def register_report(sub: argparse._SubParsersAction) -> None:
 class OptionError(WildscanError):
     """A command-line option with a value that cannot be used."""
 
-    reason = "bad_option"
+    reason = Reason.BAD_OPTION
 
 
 def _positive(text: str) -> int:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vision.commands import IMAGE_SUFFIXES
-from vision.errors import WildscanError
+from vision.errors import Reason, WildscanError
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson", ".parquet", ".pq"}
@@ -44,7 +44,7 @@ BYTES_COLUMNS = ("image", "image_bytes", "bytes", "content", "data")
 class InputError(WildscanError):
     """An input argument that cannot be scanned (unknown kind, unreadable manifest)."""
 
-    reason = "bad_input"
+    reason = Reason.BAD_INPUT
 
 
 @dataclass(frozen=True)

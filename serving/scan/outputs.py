@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.errors import WildscanError
+from vision.errors import Reason, WildscanError
 
 from .clusters import cluster_labels, cluster_sizes
 from .store import StoredRecord
@@ -71,7 +71,7 @@ Relabel = Callable[[dict], dict]
 class OutputError(WildscanError):
     """An output path with an unknown format."""
 
-    reason = "bad_output"
+    reason = Reason.BAD_OUTPUT
 
 
 def output_format(path: str | Path) -> str:

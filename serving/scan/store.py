@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vision.errors import WildscanError
+from vision.errors import Reason, WildscanError
 from vision.records import utc_now
 
 from .inputs import ScanItem
@@ -63,7 +63,7 @@ _BLOCK = 500  # ids per query (SQLite allows 32766 parameters; keep statements s
 class StoreError(WildscanError):
     """A scan database that cannot be opened or was written by an incompatible version."""
 
-    reason = "bad_database"
+    reason = Reason.BAD_DATABASE
 
 
 @dataclass(frozen=True)

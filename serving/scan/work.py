@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from vision.errors import ImageError, WildscanError
+from vision.errors import ImageError, Reason, WildscanError
 from vision.hashing import sha256_bytes
 from vision.preprocess import PreprocessConfig
 from vision.records import Result
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class EngineError(WildscanError):
     """An engine that cannot run at all: workers that do not start, Ray not installed."""
 
-    reason = "engine_failed"
+    reason = Reason.ENGINE_FAILED
 
 
 @dataclass(frozen=True)
