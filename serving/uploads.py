@@ -107,7 +107,8 @@ def save_evidence(folder: Path, items: list[tuple[str, bytes | ImageError]], pre
         target = folder / item.sha256[:2] / (item.sha256 + _extension(data))
         if target.exists():
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: the photos may be evidence
+        target.parent.mkdir(exist_ok=True, mode=0o700)
         fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
         with os.fdopen(fd, "wb") as f:  # a unique name: concurrent uploads of one photo never collide
             f.write(data)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import sqlite
 from .gallery_exchange import GalleryExchange
 from .gallery_types import GALLERY_FORMAT, GalleryError, GalleryInfo, Reference, check_category, from_blob, to_blob
 from .matching import TARGET_FALSE_MATCH, Gallery, GalleryIndex, calibrate, normalise
@@ -99,7 +100,7 @@ def snapshot(source: str | Path, dest: str | Path) -> Path:
     backup: a gallery being edited meanwhile is copied as it was before or after the edit,
     never half-way); returns ``dest``."""
     dest = Path(dest)
-    reader = sqlite3.connect(f"file:{Path(source).resolve()}?mode=ro", uri=True)
+    reader = sqlite.read_only(source)
     try:
         writer = sqlite3.connect(dest)
         try:
@@ -123,12 +124,8 @@ class GalleryStore(GalleryExchange):
         self.model = dict(model)
         self.model_sha = model["sha256"]
         self.dim = dim
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite.connect(self.path, schema=_SCHEMA)
         self._index: GalleryIndex | None = None
         self._index_revision: int | None = None
 
@@ -146,15 +143,9 @@ class GalleryStore(GalleryExchange):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that also bumps the file-wide revision (readers reload on change)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with sqlite.write_transaction(self._db, self._lock) as db:
+            yield db
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
 
     def _rows(self, sql: str, params: tuple = ()) -> builtins.list[tuple]:
         with self._lock:

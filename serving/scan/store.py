@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vision import sqlite
 from vision.errors import Reason, WildscanError
 from vision.records import utc_now
 
@@ -83,12 +84,8 @@ class ScanStore:
     def __init__(self, path: str | Path, scorer: str):
         self.path = Path(path)
         self.scorer = scorer
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(self.path)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.executescript(_SCHEMA)
+            self.conn = sqlite.connect(self.path, schema=_SCHEMA, synchronous="FULL", autocommit=False, shared=False)
             self._check_version()
             self.conn.execute("CREATE TEMP TABLE scan_order (seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE)")
         except sqlite3.DatabaseError as e:
@@ -249,7 +246,7 @@ def known_digests(conn: sqlite3.Connection, scorer: str, digests: Iterable[str])
 
 def open_reader(path: str | Path) -> sqlite3.Connection:
     """A read-only connection (for worker processes checking what is already scored)."""
-    return sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    return sqlite.read_only(path)
 
 
 def default_db_path(out: str | Path) -> Path:
