@@ -15,7 +15,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 NAMES = ["01_model_evaluation.ipynb", "02_error_analysis.ipynb", "03_scan_analysis.ipynb"]
 SHIPPED_MODEL = REPO / "models" / "efficientnet_lite0.wildtrade_v1.onnx"

@@ -6,8 +6,8 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_model import TINY_LABELS, make_tiny_bundle, tiny_logits
 
-from tests.tiny_model import TINY_LABELS, make_tiny_bundle, tiny_logits
 from vision.bundle import BundleConfig
 from vision.errors import BundleError
 from vision.preprocess import PreprocessConfig, load_for_model, to_model_views

@@ -35,7 +35,7 @@ from vision.matching import (
 )
 from vision.registry import create_model
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NEGATIVE_LABELS = ("marketplace_photo", "everyday_object", "clothing_secondhand", "person")
 CATEGORY = "coral_jewellery"  # has_data=False in the taxonomy: gallery-only
 PHOTOS = "coral_jewelry"  # its 20 shop photos in the shared data (data v2), never trained on

@@ -539,7 +539,7 @@ def test_serving_never_imports_torch():
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.strip() == "False"
 

@@ -10,7 +10,7 @@ import pytest
 from serving.errors import status_of
 from vision.errors import RECORD_REASONS, ImageError, Reason, WildscanError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def reason_literals() -> dict[str, set[str]]:
