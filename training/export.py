@@ -198,7 +198,8 @@ def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
 def export_run(
     run_dir: Path, out_dir: Path, *, version: str = "1.0.0", int8: bool = True, progress: bool = True
 ) -> dict:
-    """Export, verify, quantise, evaluate; returns a report (also saved beside the bundle)."""
+    """Export, verify, quantise, evaluate, write the model card; returns a report (also saved
+    beside the bundle)."""
     from .evaluate import evaluate_split, write_report
 
     run_cfg, calibration, net = load_run(run_dir)
@@ -246,6 +247,9 @@ def export_run(
     devads.write_report(devads.evaluate(Classifier(final, max_batch=16)), out_dir / f"{name}.eval")
     report["bundle"] = final.model_info()
     (out_dir / f"{name}.eval" / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    from .card import write_model_card  # every number in it comes from the files just written
+
+    report["card"] = str(write_model_card(final.onnx_path))
     return report
 
 

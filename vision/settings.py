@@ -4,7 +4,7 @@
 variable            meaning                                                default
 =================== ====================================================== ==========================
 WILDSCAN_MODEL      bundle name or path used when none is given            the shipped model
-WILDSCAN_MODELS_DIR folder of model bundles (``NAME.onnx`` + ``NAME.json``) the checkout's ``models/``
+WILDSCAN_MODELS_DIR folder of model bundles (``NAME.onnx`` + ``NAME.json``) ``models/``, see :func:`models_dir`
 WILDSCAN_GALLERIES  reference-gallery database                             ``galleries.db`` beside the model
 WILDSCAN_PHOTOS     the shared training photos (for gallery negatives)     ``../shared/data``
 =================== ====================================================== ==========================
@@ -16,6 +16,7 @@ The server's own settings (keys, limits, its ``var/`` folder) are in :mod:`servi
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,9 +30,13 @@ def _env(name: str) -> str | None:
 
 
 def models_dir() -> Path:
-    """Where bundles are looked up: ``$WILDSCAN_MODELS_DIR`` or the checkout's ``models/``."""
+    """Where bundles are looked up: ``$WILDSCAN_MODELS_DIR``, else the checkout's ``models/``,
+    else ``share/wildscan/models`` of the Python environment (where a wheel installs them)."""
     env = _env("WILDSCAN_MODELS_DIR")
-    return Path(env).expanduser() if env else REPO / "models"
+    if env:
+        return Path(env).expanduser()
+    checkout = REPO / "models"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "wildscan" / "models"
 
 
 def default_model() -> str:
