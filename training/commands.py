@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -70,6 +71,8 @@ def register_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if not args.quiet:  # epochs and calibration are reported through logging
+        logging.getLogger("training").setLevel(logging.INFO)
     if args.recipe == "heads":
         from .heads import HeadsConfig
         from .heads import run as run_heads

@@ -78,7 +78,6 @@ def fine_tune(
             total += loss.item() * len(rows)
         entry = {"epoch": epoch + 1, "train_loss": round(total / len(x), 5), "seconds": round(time.time() - t0, 1)}
         log.info("fine-tune %s", entry)
-        print(entry, flush=True)
         history.append(entry)
     top.eval()
     return history

@@ -144,8 +144,7 @@ def fit_top(
         if val is not None:
             vlogits = predict_top(top, val[0], device)
             entry["val_accuracy"] = float((vlogits.argmax(1) == val[1]).mean())
-        log.info("epoch %s", entry)
-        print(json.dumps(entry), flush=True)
+        log.info("epoch %s", json.dumps(entry))
         history.append(entry)
     return history
 
@@ -281,7 +280,7 @@ def _calibrate_and_save(
     }
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
     (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in calibration.items() if k not in ("labels", "thresholds")}), flush=True)
+    log.info("calibration %s", json.dumps({k: v for k, v in calibration.items() if k not in ("labels", "thresholds")}))
     return run_dir
 
 
@@ -343,7 +342,7 @@ def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessCon
             total += train_step(net, x, y, opt, sched, weights, cfg.label_smoothing) * len(y)
             seen += len(y)
         entry = {"epoch": epoch + 1, "train_loss": total / max(1, seen), "seconds": round(time.time() - t0, 1)}
-        print(json.dumps(entry), flush=True)
+        log.info("epoch %s", json.dumps(entry))
         history.append(entry)
     net.to("cpu").eval()
     torch.save(net.top.state_dict(), run_dir / "top.pt")
