@@ -13,7 +13,6 @@ per route group in :mod:`serving.routes`.
 
 from __future__ import annotations
 
-import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -49,8 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state = await anyio.to_thread.run_sync(load_state, settings, app_metrics)
-        state.explain_limiter = anyio.CapacityLimiter(1)
-        state.decode_limiter = anyio.CapacityLimiter(os.cpu_count() or 1)  # more decoders than cores only thrash
         app.state.wildscan = state
         try:
             yield

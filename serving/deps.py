@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 from dataclasses import dataclass, field
 
-import anyio
 import numpy as np
 from fastapi import Depends, Request
 
@@ -16,6 +16,7 @@ from vision.runtime import Classifier
 
 from .batcher import MicroBatcher
 from .errors import api_error
+from .limits import WorkLimit
 from .metrics import Metrics
 from .settings import Settings, SettingsError
 from .store import KeyInfo, Store
@@ -33,8 +34,9 @@ class AppState:
     batcher: MicroBatcher
     metrics: Metrics
     env_keys: dict[bytes, KeyInfo] = field(default_factory=dict)
-    explain_limiter: anyio.CapacityLimiter | None = None
-    decode_limiter: anyio.CapacityLimiter | None = None
+    # blocking work under limits that hold until the threads finish (serving.limits)
+    decode_limit: WorkLimit = field(default_factory=lambda: WorkLimit(os.cpu_count() or 1))
+    explain_limit: WorkLimit = field(default_factory=lambda: WorkLimit(1))
 
     def check_key(self, key: str) -> KeyInfo | None:
         """The caller for a presented key (environment keys first, then the store), or ``None``."""

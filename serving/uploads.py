@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 from fastapi import Request
@@ -19,6 +20,7 @@ from vision.runtime import Classifier, PreparedImage, prepare_image
 from vision.taxonomy import LANGUAGES
 
 from .errors import BodyTooLarge, api_error
+from .limits import check
 from .settings import Settings
 
 FORM_LIMITS = {"source_url": 2048, "case_id": 200, "note": 2000}
@@ -80,10 +82,17 @@ async def read_uploads(files: list[UploadFile], limit: int) -> list[tuple[str, b
     return out
 
 
-def prepare_all(items: list[tuple[str, bytes | ImageError]], classifier: Classifier, settings: Settings) -> list:
-    """Decode and preprocess every upload (in a worker thread): PreparedImage or failure Result."""
+def prepare_all(
+    items: list[tuple[str, bytes | ImageError]],
+    classifier: Classifier,
+    settings: Settings,
+    cancelled: threading.Event | None = None,
+) -> list:
+    """Decode and preprocess every upload (in a worker thread): PreparedImage or failure Result.
+    Stops between files (:class:`serving.limits.Cancelled`) once ``cancelled`` is set."""
     out: list[PreparedImage | Result] = []
     for name, data in items:
+        check(cancelled)
         if isinstance(data, ImageError):
             out.append(Result.failure(name, data))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 
 import anyio
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +17,7 @@ from ..batcher import BatcherClosed
 from ..deps import AppState, authenticate, get_state
 from ..errors import ERRORS, api_error, image_error_response
 from ..explain import explain as explain_image
+from ..limits import check
 from ..records import build_record
 from ..store import KeyInfo
 from ..uploads import prepare_all, read_form, read_uploads, save_evidence
@@ -122,9 +124,7 @@ async def _classify(request: Request, state: AppState, received_at: str) -> tupl
     files, form = await read_form(request, settings)
     with state.batcher.expecting(len(files)):  # a batch being formed now waits for these
         items = await read_uploads(files, settings.max_upload_bytes)
-        prepared = await anyio.to_thread.run_sync(
-            prepare_all, items, state.classifier, settings, limiter=state.decode_limiter, abandon_on_cancel=True
-        )
+        prepared = await state.decode_limit.run(functools.partial(prepare_all, items, state.classifier, settings))
     if not any(isinstance(p, PreparedImage) for p in prepared):
         for failure in prepared:
             state.metrics.errors.labels(failure.error_reason).inc()
@@ -150,15 +150,20 @@ async def add_explanations(state: AppState, records: list[dict], prepared: list)
     for record, item in zip(records, prepared):
         if not isinstance(item, PreparedImage):
             continue
-        run = functools.partial(
-            explain_image,
-            state.classifier,
-            item.tensor,
-            record["label"],
-            width=item.width,
-            height=item.height,
-            grid=state.settings.explain_grid,
+        explanation = await state.explain_limit.run(
+            functools.partial(
+                _explain,
+                state.classifier,
+                item.tensor,
+                record["label"],
+                width=item.width,
+                height=item.height,
+                grid=state.settings.explain_grid,
+            )
         )
-        record["explanation"] = (
-            await anyio.to_thread.run_sync(run, limiter=state.explain_limiter, abandon_on_cancel=True)
-        ).as_dict()
+        record["explanation"] = explanation.as_dict()
+
+
+def _explain(classifier, tensor, label, cancelled: threading.Event, **kwargs):
+    check(cancelled)  # the request gave up while this waited: nobody would read the heatmap
+    return explain_image(classifier, tensor, label, **kwargs)
