@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -61,9 +62,27 @@ class _WorkerState:
         return known_digests(self.reader, self.scorer, digests)
 
 
-def _init_worker(model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries) -> None:
+def _init_worker(
+    model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries, parent: int
+) -> None:
     global _worker
+    die_with_parent(parent)
     _worker = _WorkerState(model_path, db_path, scorer, batch_size, galleries)
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker when the scan's main process dies (SIGKILL included), so
+    a killed scan leaves no workers behind (prctl PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def run_chunk(items: list[ScanItem]) -> list[Outcome]:
@@ -139,7 +158,7 @@ class LocalEngine:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a process holding onnxruntime threads
             initializer=_init_worker,
-            initargs=(self.model_path, self._db_path, self._scorer, self.batch_size, self.galleries),
+            initargs=(self.model_path, self._db_path, self._scorer, self.batch_size, self.galleries, os.getpid()),
         )
 
     def _run_until_crash(

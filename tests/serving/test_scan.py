@@ -331,6 +331,34 @@ def test_sigkill_mid_scan_then_resume_equals_an_uninterrupted_scan(tmp_path, tin
     )
 
 
+def test_killing_the_scan_kills_its_workers(tmp_path, tiny_bundle, shared_data, manifest):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i, row in enumerate(manifest[::40][:320]):
+        shutil.copy(shared_data / row["path"], folder / f"{i:03d}.jpg")
+    db = tmp_path / "scan.db"
+    out = tmp_path / "r.jsonl"
+    command = [sys.executable, "-m", "vision.cli", "scan", str(folder), "--out", str(out), "--db", str(db),
+               "--model", str(tiny_bundle), "--workers", "2", "--batch-size", "4", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for_rows(db, proc, at_least=1)
+    assert _group_alive(proc.pid)
+    proc.kill()  # the main process only, without warning: its workers must not live on
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _group_alive(proc.pid), "worker processes outlived the killed scan"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _count(db: Path) -> int:
     try:
         return db_rows(db, "SELECT COUNT(*) FROM items")[0][0]
