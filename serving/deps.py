@@ -18,7 +18,7 @@ from .batcher import MicroBatcher
 from .errors import api_error
 from .limits import WorkLimit
 from .metrics import Metrics
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, is_loopback
 from .store import KeyInfo, Store
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ async def authenticate(request: Request, state: AppState = Depends(get_state)) -
     Runs on the event loop: the lookup is one indexed SQLite read (tens of microseconds).
     """
     if not state.settings.requires_key:
-        return KeyInfo("anonymous", "user")
+        return local_caller(request)
     key = presented_key(request)
     if not key:
         raise api_error(
@@ -126,6 +126,19 @@ async def authenticate(request: Request, state: AppState = Depends(get_state)) -
     if info is None:
         raise api_error(401, "unauthorized", "the API key is not valid or has been revoked")
     return info
+
+
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def local_caller(request: Request) -> KeyInfo:
+    """In keyless demo mode, the caller if it is this machine; 403 for any other peer and for
+    requests relayed by a proxy (the app checks this itself, however it was started)."""
+    host = request.client.host if request.client else ""
+    relayed = any(name in request.headers for name in PROXY_HEADERS)
+    if not is_loopback(host) or relayed:
+        raise api_error(403, "forbidden", "keyless demo mode only answers this machine directly; ask for an API key")
+    return KeyInfo("anonymous", "user")
 
 
 def presented_key(request: Request) -> str | None:

@@ -10,7 +10,7 @@ WILDSCAN_MODEL                 bundle name or path                              
 WILDSCAN_DATA_DIR              folder for the database and evidence copies          ``./var``
 WILDSCAN_DB                    SQLite audit database                                DATA_DIR/wildscan.db
 WILDSCAN_API_KEYS              extra keys, ``name=key,name=key`` (never logged)      none
-WILDSCAN_AUTH                  require an API key                                   ``1``
+WILDSCAN_AUTH                  require an API key (``0`` needs ALLOW_ANONYMOUS)     keys unless demo
 WILDSCAN_ALLOW_ANONYMOUS       keyless local demo mode (loopback only)              ``0``
 WILDSCAN_HOST / WILDSCAN_PORT  where ``wildscan serve`` listens                     127.0.0.1:8000
 WILDSCAN_MAX_UPLOAD_BYTES      largest accepted file                                25 MB
@@ -58,7 +58,7 @@ class Settings:
     data_dir: Path = Path("var")
     db_path: Path = None  # type: ignore[assignment]  # None: DATA_DIR/wildscan.db (set on creation)
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
-    auth: bool = True
+    auth: bool | None = None  # None: keys unless the demo flag is on; True/False: as set, checked
     allow_anonymous: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
@@ -113,12 +113,16 @@ class Settings:
                 )
 
     def _check_auth(self) -> None:
-        if not self.auth and not self.allow_anonymous:
+        if self.auth and self.allow_anonymous:
+            raise SettingsError(
+                "WILDSCAN_AUTH=1 asks for API keys and WILDSCAN_ALLOW_ANONYMOUS=1 turns them off; choose one"
+            )
+        if self.auth is False and not self.allow_anonymous:
             raise SettingsError(
                 "WILDSCAN_AUTH=0 turns API keys off, which needs the explicit demo flag "
                 "WILDSCAN_ALLOW_ANONYMOUS=1 (or `wildscan serve --allow-anonymous`)"
             )
-        if self.allow_anonymous and not _is_loopback(self.host):
+        if self.allow_anonymous and not is_loopback(self.host):
             raise SettingsError(
                 f"keyless demo mode only listens on loopback (127.0.0.1, ::1, localhost), not {self.host!r}; "
                 "create a key with `wildscan keys add NAME` to serve other machines"
@@ -190,7 +194,7 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise SettingsError(f"{PREFIX}{name.upper()} must be between {low} and {high}, got {value}")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -176,11 +176,27 @@ def test_missing_wrong_or_revoked_key_is_401(client, settings, api_key, photo_by
 
 
 def test_anonymous_demo_mode_needs_no_key(tiny_bundle, tmp_path, photo_bytes):
-    settings = Settings(model=str(tiny_bundle), data_dir=tmp_path, auth=False, allow_anonymous=True)
-    with TestClient(create_app(settings)) as client:
+    settings = Settings(model=str(tiny_bundle), data_dir=tmp_path, allow_anonymous=True)
+    app = create_app(settings)
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
         response = client.post("/v1/classify", files=upload(photo_bytes("orchid")))
         assert response.status_code == 200
         assert client.get("/readyz").json()["auth_required"] is False
+        relayed = client.post(
+            "/v1/classify", files=upload(photo_bytes("orchid")), headers={"X-Forwarded-For": "10.1.2.3"}
+        )
+        assert relayed.status_code == 403 and relayed.json()["detail"]["reason"] == "forbidden"
+    with TestClient(app, client=("192.0.2.7", 50000)) as client:  # however the app was started
+        response = client.post("/v1/classify", files=upload(photo_bytes("orchid")))
+        assert response.status_code == 403 and "this machine" in response.json()["detail"]["message"]
+
+
+def test_keys_and_keyless_mode_cannot_both_be_asked_for(tmp_path):
+    with pytest.raises(SettingsError, match="choose one"):
+        Settings.from_env({"WILDSCAN_AUTH": "1", "WILDSCAN_ALLOW_ANONYMOUS": "1", "WILDSCAN_DATA_DIR": str(tmp_path)})
+    with pytest.raises(SettingsError, match="ALLOW_ANONYMOUS"):
+        Settings(auth=False)
+    assert Settings(allow_anonymous=True).requires_key is False and Settings().requires_key is True
 
 
 def test_keys_from_the_environment_are_accepted(tiny_bundle, tmp_path, photo_bytes):
