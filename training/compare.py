@@ -28,7 +28,9 @@ from .heads import (
     HeadsConfig,
     crop_views,
     dev_ads,
+    first_linear,
     head_logits,
+    make_head,
     targets_matrix,
     train_head,
     views_of,
@@ -39,11 +41,29 @@ from .rule import OBJECT_LABELS, aggregate, fit_temperature, ovr_thresholds, sig
 def compare(cfg: HeadsConfig) -> list[dict]:
     """The rows for one variant (see the module docstring)."""
     src = FeatureSource(cfg, progress=False)
+    return rows(cfg, src, train_head(cfg, src)[0])
+
+
+def compare_run(run_dir: Path) -> list[dict]:
+    """The rows for a trained run folder (``wildscan train``'s output, e.g. a partial
+    fine-tune): its saved network top and head, scored on the cached activations."""
+    import torch
+
+    cfg = HeadsConfig.from_file(run_dir / "config.json")
+    src = FeatureSource(cfg, progress=False)
+    top = src.net.top
+    top.classifier = make_head(first_linear(top.classifier).in_features, len(src.labels), cfg.hidden)
+    top.load_state_dict(torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True))
+    src.tuned = cfg.finetune_stages > 0
+    return rows(cfg, src, top.classifier.eval())
+
+
+def rows(cfg: HeadsConfig, src: FeatureSource, head) -> list[dict]:
+    """The rows of one trained head (and network) on validation and dev-ads."""
     labels = src.labels
     wildlife = np.array([get_category(lab).is_wildlife for lab in labels])
     objects = np.array([lab in OBJECT_LABELS for lab in labels])
     val_ex = data.load_split("val")
-    head = train_head(cfg, src)[0]
     yv1 = targets_matrix(val_ex, labels)
     lv = head_logits(head, src("val", views_of(val_ex, list(EVAL_VIEWS))))
     temperature = fit_temperature(lv, np.tile(yv1, (len(EVAL_VIEWS), 1)))
@@ -74,6 +94,7 @@ def compare(cfg: HeadsConfig) -> list[dict]:
                 "arch": cfg.arch,
                 "head": f"MLP {cfg.hidden}" if cfg.hidden else "linear",
                 "listing_views": cfg.listing_views,
+                "finetune_stages": cfg.finetune_stages,
                 "ad_views": cfg.ad_views,
                 "epochs": cfg.epochs,
                 "views": mode,
@@ -95,17 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ad-views", type=int, default=1)
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--run", type=Path, help="score this trained run folder instead of training heads")
     p.add_argument("--append", type=Path, help="append the rows to this JSON list")
     args = p.parse_args(argv)
     cfg = HeadsConfig(
         arch=args.arch, listing_views=args.listing_views, ad_views=args.ad_views, hidden=args.hidden, epochs=args.epochs
     )
-    rows = compare(cfg)
-    for row in rows:
+    found = compare_run(args.run) if args.run else compare(cfg)
+    for row in found:
         print(json.dumps(row))
     if args.append:
         old = json.loads(args.append.read_text()) if args.append.exists() else []
-        args.append.write_text(json.dumps(old + rows, indent=1) + "\n")
+        args.append.write_text(json.dumps(old + found, indent=1) + "\n")
     return 0
 
 

@@ -209,8 +209,9 @@ def export_run(
     work = run_dir / "export"
     work.mkdir(exist_ok=True)
 
+    static = static_same_padding(net, pre.input_size)  # same outputs, a graph onnxruntime can fold
     fp32 = export_onnx(net, pre.input_size, work / f"{name}-fp32.onnx")
-    parity = check_parity(net, fp32, pre, parity_photos())
+    parity = {**check_parity(net, fp32, pre, parity_photos()), "static_padding_convs": static}
     config = bundle_config(run_cfg, calibration, net, pre, version)
     save_bundle_config(fp32, config)
     report: dict = {"parity": parity}
@@ -339,3 +340,34 @@ def _summary(m: dict, kind: str, report: dict) -> dict:
         },
         "images_per_second_1_thread": report[kind]["images_per_second_1_thread"],
     }
+
+
+def static_same_padding(net: torch.nn.Module, size: int) -> int:
+    """Replace timm's dynamic TF-"same" convolutions (``Conv2dSame``: the pad is computed from
+    the input shape at run time, a Shape -> Pad subgraph onnxruntime cannot fold) by a fixed
+    ``ZeroPad2d`` + ``Conv2d`` for inputs of ``size`` x ``size``. The outputs are the same; the
+    exported graph has constant padding. Returns how many convolutions were replaced."""
+    from timm.layers import Conv2dSame, get_same_padding
+
+    shapes: dict[str, tuple[int, int]] = {}
+    hooks = [
+        module.register_forward_pre_hook(lambda m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[-2:])))
+        for name, module in net.named_modules()
+        if isinstance(module, Conv2dSame)
+    ]
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    for name, (height, width) in shapes.items():
+        old = net.get_submodule(name)
+        kh, kw = old.kernel_size
+        ph = get_same_padding(height, kh, old.stride[0], old.dilation[0])
+        pw = get_same_padding(width, kw, old.stride[1], old.dilation[1])
+        conv = torch.nn.Conv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride, 0, old.dilation,
+                               old.groups, old.bias is not None)  # fmt: skip
+        conv.load_state_dict(old.state_dict())
+        padded = torch.nn.Sequential(torch.nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)), conv)
+        parent, _, child = name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, child, padded)
+    return len(shapes)

@@ -111,12 +111,21 @@ def test_one_epoch_training_run_writes_a_complete_run(tiny_run):
 
 
 def test_export_matches_torch_on_real_photos(tiny_run, tmp_path):
-    from training.export import check_parity, export_onnx, load_run, parity_photos
+    import onnx
+
+    from training.export import check_parity, export_onnx, load_run, parity_photos, static_same_padding
     from vision.bundle import BundleConfig, load_bundle, save_bundle_config
 
     cfg, calibration, net = load_run(tiny_run)
     pre = PreprocessConfig.from_dict(cfg.preprocess)
+    x = torch.from_numpy(np.stack([load_for_model(ex.file().read_bytes(), pre)[0] for ex in parity_photos(1)[:4]]))
+    with torch.no_grad():
+        before = net.eval()(x)
+        assert static_same_padding(net, pre.input_size) == 5  # lite0's stride-2 "same" convolutions
+        after = net(x)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))  # the same network, padding made constant
     path = export_onnx(net, pre.input_size, tmp_path / "tiny.run.onnx")
+    assert not [n for n in onnx.load(str(path)).graph.node if n.op_type == "Shape"]  # no run-time pad sizes
     report = check_parity(net, path, pre, parity_photos(1))
     assert report["max_abs_logit_diff"] <= 1e-3 and report["top1_agreement"] == 1.0
     save_bundle_config(
@@ -124,7 +133,7 @@ def test_export_matches_torch_on_real_photos(tiny_run, tmp_path):
         BundleConfig(name="tiny.run", version="0", labels=calibration["labels"], preprocess=pre, embedding_dim=1280),
     )
     assert load_bundle(path).config.embedding_dim == 1280  # the graph's embedding output agrees with the JSON
-    with pytest.raises(RuntimeError, match="differs from torch"):
+    with pytest.raises(TrainingError, match="differs from torch"):
         check_parity(net, path, pre, parity_photos(1), tolerance=0.0)
 
 
