@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vision.errors import Reason
+from vision.errors import Reason, mib
 from vision.records import Result
 
 # The HTTP status of each reason that a refusal can carry without naming its own.
@@ -50,7 +50,7 @@ class BodyTooLarge(StarletteHTTPException):
     """Raised while reading a request body that grows past the limit."""
 
     def __init__(self, limit: int):
-        detail = {"reason": "request_too_large", "message": f"the request is larger than {limit / 1e6:.0f} MB"}
+        detail = {"reason": "request_too_large", "message": f"the request is larger than {mib(limit)}"}
         super().__init__(413, detail=detail)  # type: ignore[arg-type]  # Starlette types detail as str; a dict is sent as JSON
 
 

@@ -13,7 +13,7 @@ WILDSCAN_API_KEYS              extra keys, ``name=key,name=key`` (never logged) 
 WILDSCAN_AUTH                  require an API key (``0`` needs ALLOW_ANONYMOUS)     keys unless demo
 WILDSCAN_ALLOW_ANONYMOUS       keyless local demo mode (loopback only)              ``0``
 WILDSCAN_HOST / WILDSCAN_PORT  where ``wildscan serve`` listens                     127.0.0.1:8000
-WILDSCAN_MAX_UPLOAD_BYTES      largest accepted file                                25 MB
+WILDSCAN_MAX_UPLOAD_BYTES      largest accepted file                                25 MiB
 WILDSCAN_MAX_PIXELS            largest accepted image (checked before decoding)     40 MP
 WILDSCAN_MAX_FILES             files per request                                    16
 WILDSCAN_REQUEST_TIMEOUT_S     time budget of one classify request                  30

@@ -13,7 +13,7 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vision.errors import ImageError
+from vision.errors import ImageError, mib
 from vision.preprocess import EXTENSIONS, claimed_format
 from vision.records import Result
 from vision.runtime import Classifier, PreparedImage, prepare_image
@@ -76,7 +76,7 @@ async def read_uploads(files: list[UploadFile], limit: int) -> list[tuple[str, b
         data = await upload.read(limit + 1)
         name = display_name(upload.filename, i)
         if len(data) > limit:
-            out.append((name, ImageError(f"the file is larger than the {limit / 1e6:.1f} MB limit", "too_large")))
+            out.append((name, ImageError(f"the file is larger than the {mib(limit)} limit", "too_large")))
         else:
             out.append((name, data))
     return out

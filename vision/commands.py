@@ -68,7 +68,7 @@ def run_classify(args: argparse.Namespace) -> int:
             print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
     if failures:
         print(f"wildscan classify: {failures} of {len(paths)} images could not be read (see 'error')", file=sys.stderr)
-    return 0
+    return 1 if failures else 0
 
 
 def run_models(args: argparse.Namespace) -> int:

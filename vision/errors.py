@@ -71,6 +71,12 @@ RECORD_REASONS = (
 )  # fmt: skip
 
 
+def mib(n: int | float) -> str:
+    """A byte count as the limits are written: ``25 MiB``, ``26.5 MiB``."""
+    value = n / 2**20
+    return f"{value:.0f} MiB" if abs(value - round(value)) < 0.05 else f"{value:.1f} MiB"
+
+
 class WildscanError(Exception):
     """Base class: ``reason`` is a stable code (a :class:`Reason`), ``str(err)`` the human message."""
 

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
+from .errors import ImageError, mib
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # MPO (multi-picture JPEG) opens as JPEG
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: larger than any phone photo, far below a bomb
@@ -130,7 +130,7 @@ def load_image(
     if not data:
         raise ImageError("the file is empty (0 bytes)", "empty")
     if max_bytes is not None and len(data) > max_bytes:
-        raise ImageError(f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB", "too_large")
+        raise ImageError(f"the file is {mib(len(data))}; the limit is {mib(max_bytes)}", "too_large")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,21 @@ def summary_text(summary: ScanSummary) -> str:
 
 def run_scan(args: argparse.Namespace) -> int:
     """``wildscan scan``: run :func:`scan` and print the summary."""
-    summary = scan(
+    try:
+        summary = _scan_from_args(args)
+    except KeyboardInterrupt:
+        from .store import default_db_path
+
+        db = args.db or default_db_path(args.out[0])
+        print(f"wildscan scan: interrupted; every result so far is saved in {db}. "
+              "Run the same command again to continue where it stopped.", file=sys.stderr)  # fmt: skip
+        return 130
+    print(summary_text(summary))
+    return 0
+
+
+def _scan_from_args(args: argparse.Namespace) -> ScanSummary:
+    return scan(
         args.inputs,
         args.out,
         db=args.db,
@@ -260,8 +275,6 @@ def run_scan(args: argparse.Namespace) -> int:
         bytes_column=args.bytes_column,
         quiet=args.quiet,
     )
-    print(summary_text(summary))
-    return 0
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -28,11 +28,18 @@ def test_classify_prints_one_record_per_image(tiny_bundle, photo, tmp_path, caps
     bad.write_bytes(photo("ivory_carving").read_bytes()[:1500])
     code = main(["classify", str(photo("ivory_carving")), str(bad), "--model", str(tiny_bundle)])
     out = capsys.readouterr()
-    assert code == 0
+    assert code == 1  # an input could not be used: the shell can tell
     records = [json.loads(line) for line in out.out.splitlines()]
     assert [r["error"] is None for r in records] == [True, False]
     assert records[1]["error"]["reason"] == "truncated"
     assert "Traceback" not in out.err and "1 of 2 images could not be read" in out.err
+
+
+def test_classify_a_missing_file_is_a_failure_record_and_exit_1(tiny_bundle, tmp_path, capsys):
+    code = main(["classify", str(tmp_path / "missing.jpg"), "--model", str(tiny_bundle)])
+    out = capsys.readouterr()
+    assert code == 1
+    assert json.loads(out.out)["error"]["reason"] == "unreadable"
 
 
 def test_classify_expands_folders(tiny_bundle, photo, tmp_path, capsys):
