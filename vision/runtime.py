@@ -131,6 +131,7 @@ class Classifier:
         self._wildlife = np.array([get_category(label).is_wildlife for label in self.labels])
         self._thresholds = np.array([bundle.config.threshold(label) for label in self.labels], dtype=np.float32)
         self._objects = np.array([label in bundle.config.object_labels for label in self.labels])
+        self._gallery_spec = galleries
         self.galleries: GalleryStore | None = self._open_galleries(galleries)
 
     def _open_galleries(self, spec) -> GalleryStore | None:
@@ -143,7 +144,16 @@ class Classifier:
 
     def use_galleries(self, store: GalleryStore | None) -> None:
         """Match against ``store`` from now on (``None``: the trained head alone)."""
+        self._gallery_spec = store
         self.galleries = store
+
+    def current_galleries(self) -> GalleryStore | None:
+        """The gallery store to match against now. With ``galleries="auto"`` a database created
+        after this classifier started (``wildscan gallery add`` while a server runs) is opened
+        on the next batch: one file-existence check per batch until it appears."""
+        if self.galleries is None and self._gallery_spec == "auto":
+            self.galleries = self._open_galleries("auto")
+        return self.galleries
 
     def pin_galleries(self, folder: str | Path) -> Path | None:
         """Match against a copy of the galleries as they are now, made in ``folder``, so
@@ -292,7 +302,8 @@ class Classifier:
     ) -> tuple[list[Match | None], dict[str, int] | None]:
         """Each image's gallery match (or ``None``), and the versions of the galleries consulted
         (``None`` when the model has no non-empty gallery)."""
-        index = self.galleries.index() if self.galleries is not None and len(prepared) else None
+        galleries = self.current_galleries()
+        index = galleries.index() if galleries is not None and len(prepared) else None
         if index is None or not len(index):
             return [None] * len(prepared), None
         if embeddings is None:

@@ -95,6 +95,19 @@ def classify(capsys, bundle: Path, *paths: Path) -> list[dict]:
 # --- end to end through the CLI ------------------------------------------------------------
 
 
+def test_a_running_classifier_picks_up_a_gallery_created_after_it_started(tiny_bundle, negatives, refs, tmp_path,
+                                                                        capsys):  # fmt: skip
+    from vision.registry import create_model
+
+    running = create_model(str(tiny_bundle))  # like a server: galleries="auto", no database yet
+    copy = reencoded(refs[3], tmp_path / "repost.jpg")
+    assert running.galleries is None and running.predict_files([copy])[0].matched_by != "reference"
+    assert run_cli(capsys, "gallery", "negatives", "--model", tiny_bundle, *negatives)[0] == 0
+    assert run_cli(capsys, "gallery", "add", CATEGORY, *refs, "--model", tiny_bundle)[0] == 0
+    [result] = running.predict_files([copy])  # no restart
+    assert result.matched_by == "reference" and result.gallery["version"] == 1
+
+
 def test_added_gallery_flags_a_reposted_photo_with_evidence(taught, refs, negatives, photo, tmp_path, capsys):
     copy = reencoded(refs[3], tmp_path / "repost.jpg")
     other = photo("marketplace_photo", 10)
