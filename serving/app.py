@@ -29,7 +29,7 @@ from .deps import load_state, preflight
 from .errors import http_error, validation_error
 from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from .routes import classify, galleries, model, ops, results
+from .routes import account, classify, galleries, model, ops, results
 from .routes.ops import STATIC_DIR
 from .settings import Settings
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_offline_docs(app)
     app.state.metrics = app_metrics
     app.state.wildscan = None
-    for routes in (classify, results, model, galleries, ops):
+    for routes in (classify, results, model, galleries, account, ops):
         app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Starlette types handlers as taking Exception; these take the subclass they are registered for

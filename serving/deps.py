@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from vision.runtime import Classifier
 
@@ -110,14 +111,24 @@ async def get_state(request: Request) -> AppState:
     return state
 
 
-async def authenticate(request: Request, state: AppState = Depends(get_state)) -> KeyInfo:
+# Declared so that the OpenAPI document has security schemes (and /docs an Authorize button).
+BEARER = HTTPBearer(auto_error=False, description="an API key from `wildscan keys add NAME`")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, as a header")
+
+
+async def authenticate(
+    request: Request,
+    state: AppState = Depends(get_state),
+    bearer: HTTPAuthorizationCredentials | None = Security(BEARER),
+    header_key: str | None = Security(API_KEY_HEADER),
+) -> KeyInfo:
     """The caller, from ``Authorization: Bearer KEY`` or ``X-API-Key``; 401 when missing or invalid.
 
     Runs on the event loop: the lookup is one indexed SQLite read (tens of microseconds).
     """
     if not state.settings.requires_key:
         return local_caller(request)
-    key = presented_key(request)
+    key = (bearer.credentials.strip() if bearer else "") or (header_key or "").strip() or None
     if not key:
         raise api_error(
             401, "unauthorized", "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
@@ -139,14 +150,6 @@ def local_caller(request: Request) -> KeyInfo:
     if not is_loopback(host) or relayed:
         raise api_error(403, "forbidden", "keyless demo mode only answers this machine directly; ask for an API key")
     return KeyInfo("anonymous", "user")
-
-
-def presented_key(request: Request) -> str | None:
-    """The key a client sent, if any."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.headers.get("x-api-key", "").strip() or None
 
 
 def model_outputs(classifier: Classifier, batch: np.ndarray) -> tuple[np.ndarray, ...]:

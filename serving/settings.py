@@ -7,7 +7,7 @@ combinations with a :class:`SettingsError` that says what to change. The variabl
 variable                       meaning                                              default
 ============================== ==================================================== ==============
 WILDSCAN_MODEL                 bundle name or path                                  shipped model
-WILDSCAN_DATA_DIR              folder for the database and evidence copies          ``./var``
+WILDSCAN_DATA_DIR              folder for the database and evidence copies          checkout's ``var/``
 WILDSCAN_DB                    SQLite audit database                                DATA_DIR/wildscan.db
 WILDSCAN_API_KEYS              extra keys, ``name=key,name=key`` (never logged)      none
 WILDSCAN_AUTH                  require an API key (``0`` needs ALLOW_ANONYMOUS)     keys unless demo
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from vision.errors import Reason, WildscanError
+from vision.settings import REPO
 
 PREFIX = "WILDSCAN_"
 MIN_KEY_LENGTH = 16
@@ -55,7 +56,7 @@ class Settings:
     """Everything the server needs to know, validated on creation."""
 
     model: str | None = None
-    data_dir: Path = Path("var")
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
     db_path: Path = None  # type: ignore[assignment]  # None: DATA_DIR/wildscan.db (set on creation)
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     auth: bool | None = None  # None: keys unless the demo flag is on; True/False: as set, checked
@@ -192,6 +193,16 @@ def _parse_keys(text: str, env_name: str) -> dict[str, str]:
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise SettingsError(f"{PREFIX}{name.upper()} must be between {low} and {high}, got {value}")
+
+
+def default_data_dir() -> Path:
+    """The server's folder when ``WILDSCAN_DATA_DIR`` is not set: ``var/`` of the checkout
+    (whatever the current folder, so ``wildscan keys add`` run elsewhere writes the keys the
+    server reads), else ``$XDG_DATA_HOME/wildscan`` (``~/.local/share/wildscan``)."""
+    checkout = REPO / "pyproject.toml"
+    if checkout.is_file():
+        return REPO / "var"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "wildscan"
 
 
 def is_loopback(host: str) -> bool:

@@ -224,10 +224,17 @@ function renderKeyStatus(message) {
   }
 }
 
-function saveKey(event) {
+async function saveKey(event) {
   event.preventDefault();
   const value = $("#api-key").value.trim();
   if (value) {
+    // check the key before keeping it: a wrong key is said now, not at the first upload
+    const response = await fetch("/v1/me", { headers: { Authorization: `Bearer ${value}` } }).catch(() => null);
+    if (response && response.status === 401) {
+      sessionStorage.removeItem(KEY_STORAGE);
+      renderKeyStatus("keyInvalid");
+      return;
+    }
     sessionStorage.setItem(KEY_STORAGE, value);
     renderKeyStatus("keySaved");
   } else {

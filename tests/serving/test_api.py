@@ -175,6 +175,26 @@ def test_missing_wrong_or_revoked_key_is_401(client, settings, api_key, photo_by
     assert client.post("/v1/classify", files=files, headers=bearer(api_key)).status_code == 401
 
 
+def test_me_names_the_key_and_the_openapi_declares_both_key_schemes(client, api_key):
+    assert client.get("/v1/me", headers=bearer(api_key)).json() == {"name": "officer-1", "role": "user"}
+    assert client.get("/v1/me", headers={"X-API-Key": api_key}).json()["name"] == "officer-1"
+    assert client.get("/v1/me", headers=bearer("wsk_0000000000000000_wrong")).status_code == 401
+    assert client.get("/v1/me").status_code == 401
+    schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert sorted((s["type"], s.get("scheme") or s.get("name")) for s in schemes.values()) == [
+        ("apiKey", "X-API-Key"),
+        ("http", "bearer"),
+    ]
+
+
+def test_the_default_server_folder_does_not_depend_on_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("WILDSCAN_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    here = Settings.from_env({})
+    assert here.data_dir.is_absolute() and here.db_path == here.data_dir / "wildscan.db"
+    assert not str(here.data_dir).startswith(str(tmp_path))
+
+
 def test_anonymous_demo_mode_needs_no_key(tiny_bundle, tmp_path, photo_bytes):
     settings = Settings(model=str(tiny_bundle), data_dir=tmp_path, allow_anonymous=True)
     app = create_app(settings)
