@@ -368,6 +368,20 @@ def _as_text(value) -> str:
 # --- reading back (for ``wildscan report``) -------------------------------------------------
 
 
+def flattened(record: dict) -> dict:
+    """A nested record (``wildscan classify``, the API) in the flat shape of scan rows:
+    ``error_reason``/``error_message``, ``model_*``, ``score_<label>``; a flat row as it is."""
+    if not any(isinstance(record.get(key), dict) for key in ("error", "model", "scores")):
+        return record
+    row = {k: v for k, v in record.items() if k not in ("error", "model", "scores")}
+    error, model = record.get("error") or {}, record.get("model") or {}
+    row.update(error_reason=error.get("reason"), error_message=error.get("message"))
+    row.update(model_name=model.get("name"), model_version=model.get("version"), model_sha256=model.get("sha256"))
+    row.update({f"score_{label}": score for label, score in (record.get("scores") or {}).items()})
+    row["flagged"] = bool(row.get("flagged"))
+    return row
+
+
 def read_rows(path: str | Path) -> Iterator[dict]:
     """The rows of a results file written by :func:`write_rows` (CSV values stay text)."""
     path = Path(path)
@@ -376,7 +390,7 @@ def read_rows(path: str | Path) -> Iterator[dict]:
     fmt = output_format(path)
     if fmt == "jsonl":
         with open(path, encoding="utf-8") as f:
-            yield from (json.loads(line) for line in f if line.strip())
+            yield from (flattened(json.loads(line)) for line in f if line.strip())
     elif fmt == "csv":
         with open(path, newline="", encoding="utf-8") as f:
             yield from csv.DictReader(f)

@@ -527,3 +527,16 @@ def test_csv_output_never_carries_a_spreadsheet_formula(messy_folder, tiny_bundl
     assert all(r["seller"] == "'=1+1" for r in rows)
     for row in rows:  # nothing else in the file starts like a formula either
         assert not any(str(v).startswith(("=", "+", "@", "\t", "\r")) for v in row.values()), row
+
+
+def test_report_reads_classify_output_and_counts_its_failures(tiny_bundle, photo, tmp_path, capsys):
+    from vision.cli import main
+
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(photo("ivory_carving").read_bytes()[:1500])
+    main(["classify", str(photo("ivory_carving")), str(bad), str(tmp_path / "gone.jpg"), "--model", str(tiny_bundle)])
+    out = tmp_path / "classified.jsonl"
+    out.write_text(capsys.readouterr().out)
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "3 records, 0 flagged, 2 failures" in text and "failures: truncated 1, unreadable 1" in text
