@@ -27,6 +27,7 @@ from vision import __version__
 
 from .deps import load_state, preflight
 from .errors import http_error, validation_error
+from .limits import limit_malloc_arenas
 from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from .routes import account, classify, galleries, model, ops, results
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     start-up raises :class:`SettingsError` when keys are required and none exists.
     """
     settings = settings or Settings.from_env()
+    limit_malloc_arenas(settings.malloc_arenas)
     app_metrics = Metrics()
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ start, and a job checks between its steps (files) whether to stop.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -63,3 +64,19 @@ def check(cancelled: threading.Event | None) -> None:
     """Raise :class:`Cancelled` when the job's request is gone."""
     if cancelled is not None and cancelled.is_set():
         raise Cancelled
+
+
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Cap glibc's malloc arenas for this process (``mallopt(M_ARENA_MAX)``). Many decode
+    threads otherwise each get an arena that is never given back: resident memory grew
+    158 -> 1,125 MB over three minutes at 32 concurrent requests, and stayed at 615-662 MB
+    with two arenas. Returns whether the cap was set (glibc on Linux only)."""
+    if not sys.platform.startswith("linux") or arenas <= 0:
+        return False
+    import ctypes
+
+    m_arena_max = -8
+    try:
+        return bool(ctypes.CDLL(None).mallopt(m_arena_max, int(arenas)))
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False

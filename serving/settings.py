@@ -23,6 +23,7 @@ WILDSCAN_THREADS               onnxruntime intra-op threads                     
 WILDSCAN_EXPLAIN_GRID          occlusion heatmap cells per side                     7
 WILDSCAN_KEEP_EVIDENCE         keep a copy of every image, named by its SHA-256     ``0``
 WILDSCAN_EVIDENCE_DIR          where those copies go                                DATA_DIR/evidence
+WILDSCAN_MALLOC_ARENAS         glibc malloc arenas (caps memory growth under load)  2
 ============================== ==================================================== ==============
 """
 
@@ -72,6 +73,7 @@ class Settings:
     threads: int = 1
     explain_grid: int = 7
     keep_evidence: bool = False
+    malloc_arenas: int = 2  # glibc malloc arenas of the server process (0: leave glibc's default)
     evidence_dir: Path = None  # type: ignore[assignment]  # None: DATA_DIR/evidence (set on creation)
 
     def __post_init__(self):
@@ -103,6 +105,7 @@ class Settings:
         _check_range("batch_max_size", self.batch_max_size, 1, 1024)
         _check_range("batch_max_wait_ms", self.batch_max_wait_ms, 0, 1000)
         _check_range("threads", self.threads, 1, 256)
+        _check_range("malloc_arenas", self.malloc_arenas, 0, 64)
         _check_range("explain_grid", self.explain_grid, 2, 16)
         _check_range("port", self.port, 0, 65535)
         self._check_auth()
@@ -146,7 +149,16 @@ class Settings:
 
 _ENV_NAMES = {"db_path": PREFIX + "DB"}
 _BOOLS = {"auth", "allow_anonymous", "keep_evidence"}
-_INTS = {"port", "max_upload_bytes", "max_pixels", "max_files", "batch_max_size", "threads", "explain_grid"}
+_INTS = {
+    "malloc_arenas",
+    "port",
+    "max_upload_bytes",
+    "max_pixels",
+    "max_files",
+    "batch_max_size",
+    "threads",
+    "explain_grid",
+}
 _FLOATS = {"request_timeout_s", "batch_max_wait_ms"}
 _PATHS = {"data_dir", "db_path", "evidence_dir"}
 
