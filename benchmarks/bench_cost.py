@@ -3,6 +3,9 @@ against a baseline bundle, measured in one run with alternating rounds.
 
     .venv/bin/python benchmarks/bench_cost.py --baseline /path/to/old/bundle.onnx [--model NAME]
 
+Also measured in the same rounds: the shipped bundle restricted to one view (its JSON with
+no crops, same ONNX file), so the cascade's cost is a ratio to a single view of this model.
+
 Photos: the real sale posts of ``dev-ads`` and an equal number of test-split photos (every
 class), so both listing photos and catalogue photos are in the mix. One onnxruntime
 thread, batches of 16, galleries off. Prints ms per photo for each bundle (median of the
@@ -12,8 +15,11 @@ rounds), their ratio, and the share of photos for which the crop cascade ran.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,14 +56,26 @@ def crop_share(classifier, items) -> float:
     return float((~np.isnan(logits[:, 1:, 0]).all(axis=1)).mean())
 
 
+def single_view(onnx_path: Path, folder: Path):
+    """The same model with the whole photo only: a copy of the bundle whose JSON has no crops."""
+    onnx = folder / onnx_path.name
+    shutil.copyfile(onnx_path, onnx)
+    config = json.loads(onnx_path.with_suffix(".json").read_text())
+    config["preprocess"]["crops"] = []
+    onnx.with_suffix(".json").write_text(json.dumps(config))
+    return create_model(onnx, galleries=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", required=True, help="the bundle to compare with (e.g. model 1.2.0)")
     parser.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
+    shipped = create_model(args.model, galleries=None)
     models = {
-        "shipped": create_model(args.model, galleries=None),
+        "shipped": shipped,
+        "one view": single_view(shipped.bundle.onnx_path, Path(tempfile.mkdtemp())),
         "baseline": create_model(args.baseline, galleries=None),
     }
     items = photo_mix()
@@ -79,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} alternating rounds, 1 thread, batch 16"
     )
     print(f"shipped / baseline cost per photo: {med['shipped'] / med['baseline']:.2f}x")
+    print(f"shipped / one view of the same model: {med['shipped'] / med['one view']:.2f}x")
     return 0
 
 

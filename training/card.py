@@ -178,7 +178,8 @@ LICENCE_AND_LIMITATIONS = [
     "  ad photos are the 259 of `dev-ads`, used to choose the ivory threshold and the model, never to train.",
     "  97 positives make the dev-ads figures uncertain by several points.",
     "- The trunk is ImageNet's, frozen: catalogue accuracy and the ad-style view are below the fine-tuned "
-    "  model 1.2.0; it was chosen because it ranks real ad photos better.",
+    "  model 1.2.0; it was chosen because it ranks real ad photos better. A last-stage fine-tune with listing "
+    "  scenes narrowed the gap on listing-like views but not on real ads (selection table).",
     "- Reptile-skin products are mostly one shop's alligator goods on a hide backdrop (4 python or lizard "
     "  photos): expect misses on python/lizard leather and false flags on embossed leather.",
     "- Reef coral is live reef and aquarium coral: dried coral and coral jewellery are not covered.",
