@@ -351,8 +351,8 @@ def run_full(cfg: TrainConfig, net, labels, train_ex, val_ex, pre: PreprocessCon
     return _calibrate_and_save(
         cfg,
         labels,
-        np.concatenate(vlogits),
-        np.concatenate(vt),
+        vlogits,
+        vt,
         history,
         run_dir,
         train_photos=len(train_ex),
