@@ -38,6 +38,7 @@ class Report:
     possible: Counter = field(default_factory=Counter)  # "possible match" rows per category
     failures: Counter = field(default_factory=Counter)
     by_category: Counter = field(default_factory=Counter)
+    by_gallery: Counter = field(default_factory=Counter)  # flags decided by a reference gallery, per gallery version
     by_seller: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     by_platform: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     has_seller: bool = False
@@ -66,10 +67,21 @@ def build_report(rows: Iterable[dict]) -> Report:
             report.by_category[label] += 1
             report.by_seller[_text(row.get("seller"))][label] += 1
             report.by_platform[_text(row.get("platform"))][label] += 1
+            if row.get("matched_by") == "reference":
+                report.by_gallery[_gallery(row)] += 1
         if not flagged and row.get("possible"):
             report.possible[str(row["possible"])] += 1
         _add_to_cluster(report, row, flagged, label)
     return report
+
+
+def _gallery(row: dict) -> str:
+    """``CATEGORY vVERSION`` of the gallery that decided a row (scan columns or a nested record)."""
+    gallery = row.get("gallery")
+    nested: dict = gallery if isinstance(gallery, dict) else {}
+    category = row.get("gallery_category") or nested.get("category") or row.get("label")
+    version = row.get("gallery_version") or nested.get("version")
+    return f"{category} v{as_int(version)}" if version not in (None, "") else str(category)
 
 
 def _add_to_cluster(report: Report, row: dict, flagged: bool, label: str) -> None:
@@ -96,6 +108,9 @@ def format_report(report: Report, top: int = 10) -> str:
     lines.append("")
     lines.append("Flagged by category:")
     lines += [f"  {n:>6}  {_category(label)}" for label, n in report.by_category.most_common()] or ["  (none)"]
+    lines.append("")
+    lines.append("Flags decided by a reference gallery (not by the model), by gallery version:")
+    lines += [f"  {n:>6}  {name}" for name, n in report.by_gallery.most_common()] or ["  (none)"]
     lines.append("")
     lines.append("Possible matches below the flag threshold (check by eye), by category:")
     lines += [f"  {n:>6}  {_category(label)}" for label, n in report.possible.most_common()] or ["  (none)"]

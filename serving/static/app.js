@@ -20,6 +20,7 @@ const STRINGS = {
     analysing: "Analysing…", flagged: "Flagged: likely protected", notFlagged: "Not flagged",
     uncertain: "Uncertain: check by eye",
     possible: "Possible match, below the alert threshold: check by eye", confidence: "Confidence", others: "Other possibilities",
+    decidedBy: "Decided by", byModel: "the model", byGallery: "reference photos: {category} gallery, version {version} (similarity {similarity} ≥ threshold {threshold})", modelAlone: "The model alone said", references: "Matching reference photos (SHA-256)",
     evidence: "Evidence", file: "File", sha256: "SHA-256 of the image", pdq: "PDQ (perceptual hash)",
     size: "Image size", model: "Model", modelSha: "Model SHA-256", time: "Time (UTC)", resultId: "Result ID",
     showHeatmap: "Show heatmap", hideHeatmap: "Hide heatmap",
@@ -53,6 +54,7 @@ const STRINGS = {
     analysing: "Analyse en cours…", flagged: "Signalé : probablement protégé", notFlagged: "Non signalé",
     uncertain: "Incertain : à vérifier à l'œil",
     possible: "Correspondance possible, sous le seuil d'alerte : à vérifier à l'œil", confidence: "Confiance", others: "Autres possibilités",
+    decidedBy: "Décidé par", byModel: "le modèle", byGallery: "des photos de référence : galerie {category}, version {version} (similarité {similarity} ≥ seuil {threshold})", modelAlone: "Le modèle seul disait", references: "Photos de référence correspondantes (SHA-256)",
     evidence: "Éléments de preuve", file: "Fichier", sha256: "SHA-256 de l'image",
     pdq: "PDQ (empreinte perceptuelle)", size: "Taille de l'image", model: "Modèle",
     modelSha: "SHA-256 du modèle", time: "Heure (UTC)", resultId: "Identifiant du résultat",
@@ -88,6 +90,7 @@ const STRINGS = {
     analysing: "Wird analysiert…", flagged: "Markiert: wahrscheinlich geschützt", notFlagged: "Nicht markiert",
     uncertain: "Unsicher: selbst prüfen",
     possible: "Mögliche Übereinstimmung unter der Warnschwelle: selbst prüfen", confidence: "Konfidenz", others: "Andere Möglichkeiten",
+    decidedBy: "Entschieden durch", byModel: "das Modell", byGallery: "Referenzfotos: Galerie {category}, Version {version} (Ähnlichkeit {similarity} ≥ Schwelle {threshold})", modelAlone: "Das Modell allein sagte", references: "Passende Referenzfotos (SHA-256)",
     evidence: "Beweisdaten", file: "Datei", sha256: "SHA-256 des Bildes", pdq: "PDQ (Wahrnehmungs-Hash)",
     size: "Bildgröße", model: "Modell", modelSha: "SHA-256 des Modells", time: "Zeit (UTC)",
     resultId: "Ergebnis-ID", showHeatmap: "Heatmap zeigen", hideHeatmap: "Heatmap ausblenden",
@@ -122,6 +125,7 @@ const STRINGS = {
     analysing: "Bezig met analyseren…", flagged: "Gemarkeerd: waarschijnlijk beschermd", notFlagged: "Niet gemarkeerd",
     uncertain: "Onzeker: zelf controleren",
     possible: "Mogelijke overeenkomst, onder de waarschuwingsdrempel: zelf controleren", confidence: "Betrouwbaarheid", others: "Andere mogelijkheden",
+    decidedBy: "Beslist door", byModel: "het model", byGallery: "referentiefoto's: galerij {category}, versie {version} (gelijkenis {similarity} ≥ drempel {threshold})", modelAlone: "Het model alleen zei", references: "Overeenkomende referentiefoto's (SHA-256)",
     evidence: "Bewijsgegevens", file: "Bestand", sha256: "SHA-256 van de afbeelding",
     pdq: "PDQ (perceptuele hash)", size: "Afbeeldingsgrootte", model: "Model", modelSha: "SHA-256 van het model",
     time: "Tijd (UTC)", resultId: "Resultaat-ID", showHeatmap: "Heatmap tonen", hideHeatmap: "Heatmap verbergen",
@@ -147,7 +151,8 @@ const PARALLEL_UPLOADS = 2;
 const CSV_COLUMNS = [
   "result_id", "received_at", "file", "sha256", "pdq", "width", "height", "label", "label_name", "score",
   "flagged", "possible", "legal_note", "model_name", "model_version", "model_sha256", "case_id", "source_url", "note",
-  "error_reason", "error_message",
+  "error_reason", "error_message", "matched_by", "gallery_category", "gallery_version", "gallery_similarity",
+  "gallery_threshold", "references",
 ];
 
 const state = {
@@ -409,6 +414,14 @@ function renderConfidence(card, score) {
 }
 
 function renderOthers(card, record) {
+  if (record.matched_by === "reference" && record.head) {
+    // a gallery decided: the scores are the model's own view, not alternatives to the decision
+    const head = record.head;
+    const pct = (Math.round((head.score || 0) * 1000) / 10).toLocaleString(state.lang);
+    $(".others", card).hidden = false;
+    $(".others", card).textContent = `${t("modelAlone")}: ${labelName(head.label)} ${pct} %`;
+    return;
+  }
   const others = Object.entries(record.scores || {})
     .filter(([label]) => label !== record.label)
     .sort((a, b) => b[1] - a[1])
@@ -448,8 +461,22 @@ function evidenceRows(entry) {
     ["model", model.name ? `${model.name} ${model.version}` : null], ["modelSha", model.sha256],
     ["time", r.received_at], ["resultId", r.result_id],
     ["caseId", r.case_id], ["sourceUrl", r.source_url], ["note", r.note],
+    ["decidedBy", decidedBy(r)],
+    ["references", (r.references || []).map((ref) => ref.sha256).join(" ")],
   ];
   return rows.filter(([, value]) => value !== null && value !== undefined && value !== "");
+}
+
+// what made the decision: the model, or a reference gallery (with its version and evidence)
+function decidedBy(r) {
+  if (!r.label) return null;
+  const g = r.gallery;
+  if (r.matched_by !== "reference" || !g) return t("byModel");
+  return `${t("byGallery")}`
+    .replace("{category}", labelName(g.category))
+    .replace("{version}", g.version)
+    .replace("{similarity}", Number(g.similarity).toFixed(3))
+    .replace("{threshold}", Number(g.threshold).toFixed(3));
 }
 
 function renderEvidence(card, rows) {
@@ -508,6 +535,9 @@ function toCsv(records) {
     const row = {
       ...r, file: r.path, model_name: model.name, model_version: model.version, model_sha256: model.sha256,
       error_reason: error.reason, error_message: error.message,
+      gallery_category: (r.gallery || {}).category, gallery_version: (r.gallery || {}).version,
+      gallery_similarity: (r.gallery || {}).similarity, gallery_threshold: (r.gallery || {}).threshold,
+      references: (r.references || []).map((ref) => ref.sha256).join(" "),
     };
     lines.push(CSV_COLUMNS.map((c) => csvCell(row[c])).join(","));
   }

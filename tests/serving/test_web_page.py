@@ -170,3 +170,28 @@ def test_wrong_key_and_bad_file_are_explained_in_words(page, server, tmp_path):
     )
     page.select_option("#lang", "de")
     expect(page.locator(".card").first.locator(".error-text")).to_contain_text("Diese Datei ist kein Bild")
+
+
+def test_a_gallery_made_while_the_server_runs_decides_and_the_page_says_so(page, server, photo, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from vision.cli import main
+
+    bundle = server["bundle"]
+    negatives = [photo(label, i) for label in ("marketplace_photo", "everyday_object", "person") for i in range(3)]
+    refs = [photo("taxidermy", i) for i in range(10)]
+    assert main(["gallery", "negatives", "--model", str(bundle), *map(str, negatives)]) == 0
+    assert main(["gallery", "add", "coral_jewellery", *map(str, refs), "--model", str(bundle)]) == 0
+    repost = tmp_path / "repost.jpg"  # other bytes, same picture
+    img = Image.open(refs[3]).convert("RGB")
+    img.resize((img.width * 9 // 10, img.height * 9 // 10)).save(repost, quality=80)
+
+    enter_key(page, server["key"])
+    page.set_input_files("#file-input", str(repost))
+    card = page.locator(".card").first
+    expect(card.locator(".ev-decidedBy")).to_contain_text("reference photos", timeout=20000)
+    expect(card.locator(".ev-decidedBy")).to_contain_text("version 1")
+    expect(card.locator(".others")).to_contain_text("The model alone said")
+    references = card.locator(".ev-references").inner_text().split()
+    assert hashlib.sha256(refs[3].read_bytes()).hexdigest() in references

@@ -108,6 +108,17 @@ def test_a_running_classifier_picks_up_a_gallery_created_after_it_started(tiny_b
     assert result.matched_by == "reference" and result.gallery["version"] == 1
 
 
+def test_the_report_says_which_flags_a_gallery_decided(taught, refs, photo, tmp_path, capsys):
+    copy = reencoded(refs[3], tmp_path / "repost.jpg")
+    code, out = run_cli(capsys, "classify", "--model", taught, copy, photo("marketplace_photo", 10))
+    results = tmp_path / "classified.jsonl"
+    results.write_text(out)
+    code, text = run_cli(capsys, "report", results)
+    assert code == 0
+    section = text.split("Flags decided by a reference gallery")[1].split("\n\n")[0]
+    assert f"1  {CATEGORY} v1" in section
+
+
 def test_added_gallery_flags_a_reposted_photo_with_evidence(taught, refs, negatives, photo, tmp_path, capsys):
     copy = reencoded(refs[3], tmp_path / "repost.jpg")
     other = photo("marketplace_photo", 10)
