@@ -4,10 +4,14 @@ One row per item, in input order. Columns: ``item_id``, ``path``, ``sha256``, ``
 ``width``, ``height``, ``label``, ``score``, ``flagged``, one ``score_<label>`` per model
 label (kept even when below the threshold), ``model_name``/``model_version``/
 ``model_sha256``, ``error_reason``/``error_message`` (set on failure rows),
-``scanned_at``, ``cluster_id``/``cluster_size`` (PDQ near-duplicate group); then any
-further fields of the record (e.g. ``matched_by`` and the ``gallery_*``/``head_*``
-evidence of a reference-gallery match: a dict field becomes ``FIELD_KEY`` columns, lists
-are JSON text); then the input's metadata columns (``url``, ``seller``, ...). A metadata
+``scanned_at``, ``cluster_id``/``cluster_size`` (PDQ near-duplicate group); the
+reference-gallery evidence, always present and null when no gallery was consulted
+(``matched_by``, ``gallery_versions`` as JSON text, ``gallery_category``,
+``gallery_version``, ``gallery_similarity``, ``gallery_threshold``,
+``gallery_confidence``, ``references`` as JSON text, ``head_label``, ``head_score``,
+``head_flagged``), so results of any two scans concatenate; then any further fields of
+the record (a dict field becomes ``FIELD_KEY`` columns, lists are JSON text); then the
+input's metadata columns (``url``, ``seller``, ...). A metadata
 column whose name is taken gets a ``meta_`` prefix (a manifest's ``label`` becomes
 ``meta_label``).
 
@@ -46,7 +50,25 @@ TAIL = [
     "cluster_id",
     "cluster_size",
 ]
+# Reference-gallery evidence: fixed columns, whether or not a gallery existed for the scan.
+GALLERY_COLUMNS = [
+    "matched_by",
+    "gallery_versions",
+    "gallery_category",
+    "gallery_version",
+    "gallery_similarity",
+    "gallery_threshold",
+    "gallery_confidence",
+    "references",
+    "head_label",
+    "head_score",
+    "head_flagged",
+]
 RECORD_FIELDS = {
+    "matched_by",
+    "gallery",
+    "references",
+    "head",
     "path",
     "sha256",
     "pdq",
@@ -60,9 +82,9 @@ RECORD_FIELDS = {
     "model",
     "error",
 }
-_INT = {"width", "height", "cluster_id", "cluster_size"}
-_FLOAT = {"score"}
-_BOOL = {"flagged"}
+_INT = {"width", "height", "cluster_id", "cluster_size", "gallery_version"}
+_FLOAT = {"score", "gallery_similarity", "gallery_threshold", "gallery_confidence", "head_score"}
+_BOOL = {"flagged", "head_flagged"}
 _PARQUET_ROWS = 4096
 
 Relabel = Callable[[dict], dict]
@@ -145,6 +167,24 @@ def recorded_match(record: dict):
     )
 
 
+def gallery_columns(record: dict) -> dict:
+    """The fixed reference-gallery columns of a record (nulls when no gallery was consulted)."""
+    gallery, head = record.get("gallery") or {}, record.get("head") or {}
+    versions, references = gallery.get("versions"), record.get("references")
+    return {
+        "matched_by": record.get("matched_by"),
+        "gallery_versions": json.dumps(versions, sort_keys=True) if versions else None,
+        **{
+            f"gallery_{key}": gallery.get(key)
+            for key in ("category", "version", "similarity", "threshold", "confidence")
+        },
+        "references": json.dumps(references) if references else None,
+        "head_label": head.get("label"),
+        "head_score": head.get("score"),
+        "head_flagged": head.get("flagged"),
+    }
+
+
 def extra_fields(record: dict) -> dict:
     """The record's fields beyond the basic ones, one level flattened (``gallery_category``)."""
     out = {}
@@ -175,8 +215,8 @@ class Survey:
     @property
     def record_columns(self) -> list[str]:
         """The columns that come from the record (before the metadata)."""
-        extras = [key for key in self.extra_types if key not in set(HEAD) | set(TAIL)]
-        return HEAD + [f"score_{label}" for label in self.labels] + TAIL + extras
+        extras = [key for key in self.extra_types if key not in set(HEAD) | set(TAIL) | set(GALLERY_COLUMNS)]
+        return HEAD + [f"score_{label}" for label in self.labels] + TAIL + GALLERY_COLUMNS + extras
 
     @property
     def columns(self) -> list[str]:
@@ -253,6 +293,7 @@ def flat_row(
         cluster_id=cluster_id,
         cluster_size=cluster_size,
     )
+    row.update(gallery_columns(record))
     row.update({k: v for k, v in extra_fields(record).items() if k not in row})
     row.update({names[key]: value for key, value in stored.metadata.items()})
     return row
@@ -341,7 +382,7 @@ def parquet_schema(info: Survey):
             return pa.float64()
         return pa.string()
 
-    fixed = HEAD + [f"score_{x}" for x in info.labels] + TAIL
+    fixed = HEAD + [f"score_{x}" for x in info.labels] + TAIL + GALLERY_COLUMNS
     fields = [pa.field(name, record_type(name)) for name in fixed]
     fields += [pa.field(name, _inferred_type(info.extra_types[name])) for name in info.record_columns[len(fixed) :]]
     for key, column in info.metadata_columns.items():

@@ -421,4 +421,29 @@ def test_a_gallery_edited_during_a_scan_does_not_reach_it(taught, refs, tmp_path
     assert len(rows) == 8
     for row in rows:
         assert row["matched_by"] == "reference" and row["label"] == CATEGORY
-        assert row["gallery_versions"] == {CATEGORY: 1} and row["gallery_version"] == 1
+        assert json.loads(row["gallery_versions"]) == {CATEGORY: 1} and row["gallery_version"] == 1
+
+
+def test_scans_with_and_without_galleries_have_the_same_columns(tiny_bundle, negatives, refs, tmp_path, capsys):
+    """Two scans concatenate whether or not a gallery existed (the same Parquet schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.scan.commands import scan
+
+    folder = tmp_path / "crawl"
+    folder.mkdir()
+    reencoded(refs[3], folder / "repost.jpg")
+    reencoded(negatives[0], folder / "other.jpg")
+    scan([str(folder)], [tmp_path / "before.parquet"], db=tmp_path / "before.db", model=str(tiny_bundle), workers=1)
+    assert run_cli(capsys, "gallery", "negatives", "--model", tiny_bundle, *negatives)[0] == 0
+    assert run_cli(capsys, "gallery", "add", CATEGORY, *refs, "--model", tiny_bundle)[0] == 0
+    scan([str(folder)], [tmp_path / "after.parquet"], db=tmp_path / "after.db", model=str(tiny_bundle), workers=1)
+    before, after = pq.read_table(tmp_path / "before.parquet"), pq.read_table(tmp_path / "after.parquet")
+    assert before.schema == after.schema
+    both = pa.concat_tables([before, after]).to_pylist()
+    assert [r["matched_by"] for r in both[:2]] == ["model", "model"] and before.column(
+        "gallery_version"
+    ).null_count == 2
+    decided = [r for r in both[2:] if r["matched_by"] == "reference"]
+    assert len(decided) == 1 and decided[0]["gallery_category"] == CATEGORY and decided[0]["head_label"]
