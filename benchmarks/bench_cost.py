@@ -51,8 +51,7 @@ def crop_share(classifier, items) -> float:
     if not classifier.preprocess.crops:
         return 0.0
     prepared = [classifier.prepare(name, raw) for name, raw in items]
-    tensors = np.stack([p.tensor for p in prepared if hasattr(p, "tensor")])
-    logits, _ = classifier.run(tensors)
+    logits, _ = classifier.run_prepared([p for p in prepared if hasattr(p, "tensor")])
     return float((~np.isnan(logits[:, 1:, 0]).all(axis=1)).mean())
 
 

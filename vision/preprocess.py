@@ -220,10 +220,18 @@ def to_model_views(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     """The whole photo and each of ``cfg.crops`` as model inputs: ``cfg.input_shape()``."""
     if not cfg.crops:
         return to_model_input(image, cfg)
-    w, h = image.size
     out = np.empty(cfg.input_shape(), dtype=np.float32)
     to_model_input(image, cfg, out=out[0])
-    for i, (left, top, right, bottom) in enumerate(cfg.crops, start=1):
+    crop_views(image, cfg, out=out[1:])
+    return out
+
+
+def crop_views(image: Image.Image, cfg: PreprocessConfig, out: np.ndarray | None = None) -> np.ndarray:
+    """Each of ``cfg.crops`` of ``image`` (the decoded photo) as a model input: K x 3 x S x S."""
+    w, h = image.size
+    if out is None:
+        out = np.empty((len(cfg.crops), 3, cfg.input_size, cfg.input_size), dtype=np.float32)
+    for i, (left, top, right, bottom) in enumerate(cfg.crops):
         box = (
             round(left * w),
             round(top * h),
@@ -235,12 +243,16 @@ def to_model_views(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
 
 
 def load_for_model(
-    data: bytes, cfg: PreprocessConfig, *, fast: bool = True, **limits
+    data: bytes, cfg: PreprocessConfig, *, fast: bool = True, whole_only: bool = False, **limits
 ) -> tuple[np.ndarray, DecodedImage]:
     """Decode ``data`` and preprocess it: ``(model input, DecodedImage)``; the input is
-    CHW float32, or V x CHW when ``cfg`` has crops (:func:`to_model_views`)."""
+    CHW float32, or V x CHW when ``cfg`` has crops (:func:`to_model_views`). ``whole_only``:
+    the whole photo's input alone, from the same decoded image (the crops can be made later
+    from ``DecodedImage.image`` by :func:`crop_views`, identical to the eager ones)."""
     # never decode below 128 px: the PDQ hash of the record is taken from this image too
     decoded = load_image(data, draft_size=max(cfg.decode_size, 128) if fast else None, **limits)
+    if whole_only:
+        return to_model_input(decoded.image, cfg), decoded
     return to_model_views(decoded.image, cfg), decoded
 
 

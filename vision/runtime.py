@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .bundle import EMBEDDING, INPUT, LOGITS, ModelBundle, load_bundle
 from .errors import ImageError, WildscanError
 from .gallery import DB_NAME, GalleryStore, gallery_db_path, snapshot
 from .hashing import pdq_hash, sha256_bytes
 from .matching import Match, combine
-from .preprocess import PreprocessConfig, load_for_model
+from .preprocess import PreprocessConfig, crop_views, load_for_model
 from .records import Result
 from .taxonomy import UNCERTAIN, get_category
 
@@ -46,26 +47,38 @@ class PreparedImage:
     pdq: str
     width: int
     height: int
-    tensor: np.ndarray  # float32, 3 x S x S
+    tensor: np.ndarray  # float32, 3 x S x S (the whole photo), or V x 3 x S x S with eager crops
+    source: Image.Image | None = None  # the decoded photo, for crops made only when needed
 
 
 def prepare_image(
-    path: str, data: bytes, cfg: PreprocessConfig, *, sha256: str | None = None, **limits
+    path: str,
+    data: bytes,
+    cfg: PreprocessConfig,
+    *,
+    sha256: str | None = None,
+    lazy_crops: bool = True,
+    **limits,
 ) -> PreparedImage | Result:
     """Hash, decode and preprocess one image; a :class:`Result` with ``error`` if unusable.
 
-    ``sha256``: the digest of ``data`` when the caller has already computed it.
+    ``sha256``: the digest of ``data`` when the caller has already computed it. With crops
+    in ``cfg`` and ``lazy_crops``, only the whole photo is preprocessed now and the decoded
+    photo is kept for :meth:`Classifier.with_crops` (the cascade needs crops for few photos);
+    ``lazy_crops=False`` makes every view now (a batch that travels between machines).
     Pure and picklable, so worker processes can run it; never raises on bad input.
     """
     digest = sha256 or (sha256_bytes(data) if data else None)
+    lazy = lazy_crops and bool(cfg.crops)
     try:
-        tensor, decoded = load_for_model(data, cfg, **limits)
+        tensor, decoded = load_for_model(data, cfg, whole_only=lazy, **limits)
         pdq, _quality = pdq_hash(decoded.image)
     except WildscanError as e:
         return Result.failure(path, e, sha256=digest)
     except Exception as e:  # a decoder bug must not end a batch: record it and go on
         return Result.failure(path, ImageError(f"could not read the image: {e}", "corrupt"), sha256=digest)
-    return PreparedImage(path, digest or sha256_bytes(data), pdq, decoded.width, decoded.height, tensor)
+    source = decoded.image if lazy else None
+    return PreparedImage(path, digest or sha256_bytes(data), pdq, decoded.width, decoded.height, tensor, source)
 
 
 def decide(
@@ -218,6 +231,30 @@ class Classifier:
             logits[todo, 1:] = crop_logits.reshape(len(todo), crops.shape[1], -1)
         return logits, embeddings
 
+    def run_prepared(self, ready: Sequence[PreparedImage]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(logits, embeddings)`` of prepared images: the whole photos, then the crops the
+        cascade needs (:meth:`with_crops`)."""
+        logits, embeddings = self.run(np.stack([p.tensor for p in ready]))
+        return self.with_crops(ready, logits), embeddings
+
+    def with_crops(self, ready: Sequence[PreparedImage], logits: np.ndarray) -> np.ndarray:
+        """Whole-photo logits (N x C) of lazily prepared images -> N x V x C with the crops run
+        where :meth:`needs_crops` says (NaN elsewhere), exactly as the eager cascade
+        (:meth:`run` on N x V x 3 x S x S). Logits that already have views pass through."""
+        crops = self.preprocess.crops
+        if logits.ndim == 3 or not crops or not len(ready):
+            return logits
+        out = np.full((len(ready), 1 + len(crops), logits.shape[-1]), np.nan, dtype=np.float32)
+        out[:, 0] = logits
+        todo = np.flatnonzero(self.needs_crops(self.probabilities(logits)))
+        if len(todo):
+            sources = [ready[int(i)].source for i in todo]
+            if any(source is None for source in sources):
+                raise ValueError("a photo that needs its crops was prepared without its decoded image (lazy_crops)")
+            batch = np.concatenate([crop_views(source, self.preprocess) for source in sources if source is not None])
+            out[todo, 1:] = self.run(batch)[0].reshape(len(todo), len(crops), -1)
+        return out
+
     def needs_crops(self, whole_probs: np.ndarray) -> np.ndarray:
         """Which photos (rows of whole-photo probabilities) the crops are run for (:func:`needs_crops`)."""
         return needs_crops(whole_probs, self._wildlife, self._objects, self._thresholds, self.config.crops_from)
@@ -315,7 +352,7 @@ class Classifier:
     def classify_prepared(self, items: Sequence[PreparedImage | Result]) -> list[Result]:
         """Run inference on the prepared items; failures pass through, order is kept."""
         ready = [it for it in items if isinstance(it, PreparedImage)]
-        logits, embeddings = self.run(np.stack([it.tensor for it in ready])) if ready else (None, None)
+        logits, embeddings = self.run_prepared(ready) if ready else (None, None)
         return self.assemble(items, logits, embeddings)
 
     def assemble(

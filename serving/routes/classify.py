@@ -141,8 +141,10 @@ async def classify_items(state: AppState, prepared: list) -> list[Result]:
     ready = [p for p in prepared if isinstance(p, PreparedImage)]
     if not ready:
         return state.classifier.assemble(prepared, None)
-    outputs = await state.batcher.submit([p.tensor for p in ready])
-    return state.classifier.assemble(prepared, *outputs)
+    logits, *rest = await state.batcher.submit([p.tensor for p in ready])  # whole photos, batched
+    if state.classifier.preprocess.crops:  # the crop cascade, for the few photos that need it
+        logits = await anyio.to_thread.run_sync(state.classifier.with_crops, ready, logits)
+    return state.classifier.assemble(prepared, logits, *rest)
 
 
 async def add_explanations(state: AppState, records: list[dict], prepared: list) -> None:

@@ -59,7 +59,7 @@ def decode_batch(batch: dict[str, np.ndarray], preprocess: dict) -> dict[str, np
         item = ScanItem(
             str(item_id), str(path), data=bytes(data) if inline else None, error=json.loads(error) if error else None
         )
-        prepared = prepare_item(item, cfg)
+        prepared = prepare_item(item, cfg, lazy_crops=False)  # the views travel to the actors as one tensor
         out["item_id"].append(item.item_id)
         out["path"].append(item.path)
         out["sha256"].append(prepared.sha256 or "")

@@ -58,12 +58,12 @@ def read_item(item: ScanItem) -> bytes | Result:
         return Result.failure(item.path, e)
 
 
-def prepare_item(item: ScanItem, cfg: PreprocessConfig) -> PreparedImage | Result:
+def prepare_item(item: ScanItem, cfg: PreprocessConfig, *, lazy_crops: bool = True) -> PreparedImage | Result:
     """Read, hash, decode and preprocess one item; never raises on bad input."""
     data = read_item(item)
     if isinstance(data, Result):
         return data
-    return prepare_image(item.path, data, cfg)
+    return prepare_image(item.path, data, cfg, lazy_crops=lazy_crops)
 
 
 def process_chunk(

@@ -91,3 +91,27 @@ def test_bundle_refuses_a_bad_rule():
         BundleConfig(name="x", version="1", labels=["ivory"], score_mode="tanh")
     with pytest.raises(BundleError, match="object_labels"):
         BundleConfig(name="x", version="1", labels=["ivory"], object_labels=["snake"])
+
+
+def test_lazy_crops_give_exactly_the_eager_cascade_on_real_sale_posts(shared_data):
+    """Crops made only for the photos the cascade picks are the same numbers as crops made
+    for every photo up front (the shipped model, real listing photos)."""
+    from vision.registry import create_model
+    from vision.runtime import prepare_image
+
+    classifier = create_model(galleries=None)
+    assert classifier.preprocess.crops
+    paths = sorted((shared_data / "dev-ads").rglob("*.jpg"))[:48]
+    items = [(str(p), p.read_bytes()) for p in paths]
+    lazy = [prepare_image(name, data, classifier.preprocess) for name, data in items]
+    eager = [prepare_image(name, data, classifier.preprocess, lazy_crops=False) for name, data in items]
+    assert lazy[0].tensor.ndim == 3 and lazy[0].source is not None and eager[0].tensor.ndim == 4
+    lazy_logits, lazy_emb = classifier.run_prepared(lazy)
+    eager_logits, eager_emb = classifier.run(np.stack([p.tensor for p in eager]))
+    np.testing.assert_array_equal(lazy_logits, eager_logits)  # NaN where the crops were not run
+    np.testing.assert_array_equal(lazy_emb, eager_emb)
+    ran = ~np.isnan(lazy_logits[:, 1:, 0]).all(axis=1)
+    assert 0 < ran.sum() < len(items)  # the cascade ran crops for some photos, not all
+    assert [r.to_dict() for r in classifier.classify_prepared(lazy)] == [
+        r.to_dict() for r in classifier.assemble(eager, eager_logits, eager_emb)
+    ]
