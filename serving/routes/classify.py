@@ -96,8 +96,8 @@ async def classify(
     """Classify one or more uploaded images; one result record per image, in upload order.
 
     When no file is usable the request fails with the first file's reason (413, 415 or
-    422); otherwise unusable files come back as records with an ``error``. Every record
-    is stored in the audit database before the answer is sent.
+    422); otherwise unusable files come back as records with an ``error``. Every record,
+    refused files included, is stored in the audit database before the answer is sent.
     """
     settings = state.settings
     received_at = utc_now()
@@ -112,6 +112,9 @@ async def classify(
     # client never gets a 503 for a request that was in fact stored (no duplicate on retry);
     # the audit record first, so an evidence copy that fails cannot lose it
     await anyio.to_thread.run_sync(functools.partial(state.store.add_results, records, key_name=key.name))
+    if not any(isinstance(p, PreparedImage) for p in prepared):  # audited, then refused
+        state.metrics.observe_records(records)
+        raise image_error_response(prepared[0])
     if settings.keep_evidence:
         await anyio.to_thread.run_sync(save_evidence, settings.evidence_dir, items, prepared)
     state.metrics.observe_records(records)
@@ -125,10 +128,6 @@ async def _classify(request: Request, state: AppState, received_at: str) -> tupl
     with state.batcher.expecting(len(files)):  # a batch being formed now waits for these
         items = await read_uploads(files, settings.max_upload_bytes)
         prepared = await state.decode_limit.run(functools.partial(prepare_all, items, state.classifier, settings))
-    if not any(isinstance(p, PreparedImage) for p in prepared):
-        for failure in prepared:
-            state.metrics.errors.labels(failure.error_reason).inc()
-        raise image_error_response(prepared[0])
     results = await classify_items(state, prepared)
     records = [build_record(r, received_at=received_at, form=form, lang=form["lang"]) for r in results]
     if form["explain"]:

@@ -293,6 +293,10 @@ def test_bad_uploads_get_a_clear_4xx(client, api_key, photo_bytes, case, status,
     assert detail["reason"] == reason
     assert detail["message"] and detail["file"] == f"{case}.jpg"
     assert metric(client, "wildscan_image_errors_total", reason=reason) == 1
+    if data:  # refused, and audited all the same: the record of what was sent and why it failed
+        found = client.get(f"/v1/results?sha256={hashlib.sha256(data).hexdigest()}", headers=bearer(api_key))
+        [record] = found.json()["results"]
+        assert record["error"]["reason"] == reason and record["path"] == f"{case}.jpg"
 
 
 def test_file_over_the_byte_limit_is_413(tiny_bundle, tmp_path, photo_bytes):
@@ -432,7 +436,7 @@ def test_metrics_count_requests_images_flags_and_batches(client, api_key, photo_
     items = [photo_bytes(label) for label in PHOTOS]
     records = client.post("/v1/classify", files=upload(*items), headers=bearer(api_key)).json()["results"]
     client.post("/v1/classify", files=upload(("x.jpg", b"")), headers=bearer(api_key))
-    assert metric(client, "wildscan_images_total") == len(items)
+    assert metric(client, "wildscan_images_total") == len(items) + 1  # the refused empty file was received too
     for label in {r["label"] for r in records if r["flagged"]}:
         assert metric(client, "wildscan_flagged_total", label=label) == sum(r["label"] == label for r in records)
     assert metric(client, "wildscan_image_errors_total", reason="empty") == 1
