@@ -30,6 +30,7 @@ from .errors import http_error, validation_error
 from .limits import limit_malloc_arenas
 from .metrics import Metrics, MetricsMiddleware
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from .openapi import openapi_schema
 from .routes import account, classify, galleries, model, ops, results
 from .routes.ops import STATIC_DIR
 from .settings import Settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "`POST /v1/classify` with an API key (`Authorization: Bearer KEY` or `X-API-Key`).",
     )
     mount_offline_docs(app)
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]  # the real error bodies
     app.state.metrics = app_metrics
     app.state.wildscan = None
     for routes in (classify, results, model, galleries, account, ops):

@@ -195,6 +195,33 @@ def test_the_default_server_folder_does_not_depend_on_the_current_folder(tmp_pat
     assert not str(here.data_dir).startswith(str(tmp_path))
 
 
+def test_the_openapi_documents_the_error_bodies_and_statuses_the_api_really_sends(client, api_key, photo_bytes):
+    schema = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    reasons = schema["components"]["schemas"]["Error"]["properties"]["detail"]["properties"]["reason"]["enum"]
+    assert {"truncated", "no_filter", "unauthorized", "unknown_category"} <= set(reasons)
+    body = schema["paths"]["/v1/classify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["files"]["minItems"] == 1
+    admin = Store(client.app.state.wildscan.settings.db_path).add_key("admin-1", role="admin")
+    sent = [  # (method, documented path, response)
+        ("post", "/v1/classify", client.post("/v1/classify", files=upload(("a.jpg", b"")), headers=bearer(api_key))),
+        ("post", "/v1/classify", client.post("/v1/classify", files=upload(photo_bytes("orchid")))),
+        ("get", "/v1/results", client.get("/v1/results", headers=bearer(api_key))),
+        ("get", "/v1/results/{result_id}", client.get("/v1/results/" + "0" * 32, headers=bearer(api_key))),
+        ("get", "/v1/galleries/{category}", client.get("/v1/galleries/unicorn", headers=bearer(admin))),
+        ("get", "/v1/galleries", client.get("/v1/galleries", headers=bearer(api_key))),
+        ("get", "/v1/me", client.get("/v1/me")),
+    ]
+    for method, path, response in sent:
+        assert response.status_code >= 400, (path, response.status_code)
+        documented = schema["paths"][path][method]["responses"]
+        assert str(response.status_code) in documented, (method, path, response.status_code)
+        assert documented[str(response.status_code)]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+        assert set(response.json()["detail"]) >= {"reason", "message"}
+
+
 def test_anonymous_demo_mode_needs_no_key(tiny_bundle, tmp_path, photo_bytes):
     settings = Settings(model=str(tiny_bundle), data_dir=tmp_path, allow_anonymous=True)
     app = create_app(settings)
