@@ -139,6 +139,13 @@ async def authenticate(
     return info
 
 
+def require_admin(key: KeyInfo = Depends(authenticate)) -> KeyInfo:
+    """The caller, if it holds an admin key; 403 otherwise (galleries, metrics)."""
+    if not key.is_admin:
+        raise api_error(403, "forbidden", "this needs an admin key")
+    return key
+
+
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
@@ -149,7 +156,7 @@ def local_caller(request: Request) -> KeyInfo:
     relayed = any(name in request.headers for name in PROXY_HEADERS)
     if not is_loopback(host) or relayed:
         raise api_error(403, "forbidden", "keyless demo mode only answers this machine directly; ask for an API key")
-    return KeyInfo("anonymous", "user")
+    return KeyInfo("anonymous", "admin")  # the machine's own user, in a local demo
 
 
 def model_outputs(classifier: Classifier, batch: np.ndarray) -> tuple[np.ndarray, ...]:

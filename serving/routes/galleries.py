@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vision.gallery import GalleryError, GalleryStore, check_category
 from vision.gallery_photos import embed_photos, ensure_negative_pool, open_for
 
-from ..deps import AppState, authenticate, get_state
+from ..deps import AppState, get_state, require_admin
 from ..errors import BodyTooLarge, api_error, status_of
 from ..store import KeyInfo
 from ..uploads import read_uploads
@@ -32,13 +32,6 @@ from ..uploads import read_uploads
 MAX_GALLERY_FILES = 64
 
 router = APIRouter(prefix="/v1/galleries", tags=["galleries"])
-
-
-def require_admin(key: KeyInfo = Depends(authenticate)) -> KeyInfo:
-    """The caller, if it holds an admin key; 403 otherwise."""
-    if not key.is_admin:
-        raise api_error(403, "forbidden", "managing reference galleries needs an admin key")
-    return key
 
 
 def gallery_store(state: AppState) -> GalleryStore:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vision import __version__
+
+from ..deps import require_admin
+from ..store import KeyInfo
 
 router = APIRouter()
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -37,8 +40,9 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)
-def metrics(request: Request) -> Response:
-    """Prometheus metrics in the text exposition format."""
+def metrics(request: Request, _: KeyInfo = Depends(require_admin)) -> Response:
+    """Prometheus metrics in the text exposition format (admin keys: the counts of flags per
+    category say what officers are finding). Prometheus sends the key as a bearer token."""
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

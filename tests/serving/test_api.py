@@ -51,8 +51,10 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 def metric(client: TestClient, name: str, **labels) -> float:
-    """The value of one Prometheus sample (0 when absent)."""
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    """The value of one Prometheus sample (0 when absent), read with an admin key."""
+    store = client.app.state.wildscan.store
+    admin = store.add_key(f"metrics-{len(store.list_keys())}", role="admin")
+    for family in text_string_to_metric_families(client.get("/metrics", headers=bearer(admin)).text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
@@ -220,6 +222,12 @@ def test_the_openapi_documents_the_error_bodies_and_statuses_the_api_really_send
             "$ref": "#/components/schemas/Error"
         }
         assert set(response.json()["detail"]) >= {"reason", "message"}
+
+
+def test_metrics_need_an_admin_key(client, api_key):
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=bearer(api_key)).status_code == 403  # a user key
+    assert metric(client, "wildscan_requests_total", method="GET", route="/metrics", status="403") == 1
 
 
 def test_anonymous_demo_mode_needs_no_key(tiny_bundle, tmp_path, photo_bytes):
