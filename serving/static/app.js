@@ -20,6 +20,7 @@ const STRINGS = {
     analysing: "Analysing…", flagged: "Flagged: likely protected", notFlagged: "Not flagged",
     uncertain: "Uncertain: check by eye",
     possible: "Possible match, below the alert threshold: check by eye", confidence: "Confidence", others: "Other possibilities",
+    serverMessage: "Server message (English)",
     decidedBy: "Decided by", byModel: "the model", byGallery: "reference photos: {category} gallery, version {version} (similarity {similarity} ≥ threshold {threshold})", modelAlone: "The model alone said", references: "Matching reference photos (SHA-256)",
     evidence: "Evidence", file: "File", sha256: "SHA-256 of the image", pdq: "PDQ (perceptual hash)",
     size: "Image size", model: "Model", modelSha: "Model SHA-256", time: "Time (UTC)", resultId: "Result ID",
@@ -54,6 +55,7 @@ const STRINGS = {
     analysing: "Analyse en cours…", flagged: "Signalé : probablement protégé", notFlagged: "Non signalé",
     uncertain: "Incertain : à vérifier à l'œil",
     possible: "Correspondance possible, sous le seuil d'alerte : à vérifier à l'œil", confidence: "Confiance", others: "Autres possibilités",
+    serverMessage: "Message du serveur (anglais)",
     decidedBy: "Décidé par", byModel: "le modèle", byGallery: "des photos de référence : galerie {category}, version {version} (similarité {similarity} ≥ seuil {threshold})", modelAlone: "Le modèle seul disait", references: "Photos de référence correspondantes (SHA-256)",
     evidence: "Éléments de preuve", file: "Fichier", sha256: "SHA-256 de l'image",
     pdq: "PDQ (empreinte perceptuelle)", size: "Taille de l'image", model: "Modèle",
@@ -90,6 +92,7 @@ const STRINGS = {
     analysing: "Wird analysiert…", flagged: "Markiert: wahrscheinlich geschützt", notFlagged: "Nicht markiert",
     uncertain: "Unsicher: selbst prüfen",
     possible: "Mögliche Übereinstimmung unter der Warnschwelle: selbst prüfen", confidence: "Konfidenz", others: "Andere Möglichkeiten",
+    serverMessage: "Servermeldung (englisch)",
     decidedBy: "Entschieden durch", byModel: "das Modell", byGallery: "Referenzfotos: Galerie {category}, Version {version} (Ähnlichkeit {similarity} ≥ Schwelle {threshold})", modelAlone: "Das Modell allein sagte", references: "Passende Referenzfotos (SHA-256)",
     evidence: "Beweisdaten", file: "Datei", sha256: "SHA-256 des Bildes", pdq: "PDQ (Wahrnehmungs-Hash)",
     size: "Bildgröße", model: "Modell", modelSha: "SHA-256 des Modells", time: "Zeit (UTC)",
@@ -125,6 +128,7 @@ const STRINGS = {
     analysing: "Bezig met analyseren…", flagged: "Gemarkeerd: waarschijnlijk beschermd", notFlagged: "Niet gemarkeerd",
     uncertain: "Onzeker: zelf controleren",
     possible: "Mogelijke overeenkomst, onder de waarschuwingsdrempel: zelf controleren", confidence: "Betrouwbaarheid", others: "Andere mogelijkheden",
+    serverMessage: "Serverbericht (Engels)",
     decidedBy: "Beslist door", byModel: "het model", byGallery: "referentiefoto's: galerij {category}, versie {version} (gelijkenis {similarity} ≥ drempel {threshold})", modelAlone: "Het model alleen zei", references: "Overeenkomende referentiefoto's (SHA-256)",
     evidence: "Bewijsgegevens", file: "Bestand", sha256: "SHA-256 van de afbeelding",
     pdq: "PDQ (perceptuele hash)", size: "Afbeeldingsgrootte", model: "Model", modelSha: "SHA-256 van het model",
@@ -396,8 +400,11 @@ function renderError(entry) {
   $(".overlay", card).hidden = true;
   $(".label-name", card).textContent = t("errorTitle");
   const reason = entry.error.reason === "unauthorized" ? t("keyInvalid") : reasons[entry.error.reason] || reasons.other;
-  $(".error-text", card).textContent = entry.error.message ? `${reason} (${entry.error.message})` : reason;
+  // the server's own words are English: beside the reason in English, in the evidence otherwise
+  const inline = entry.error.message && state.lang === "en" ? ` (${entry.error.message})` : "";
+  $(".error-text", card).textContent = reason + inline;
   const rows = entry.record ? evidenceRows(entry) : [["file", entry.file.name]];
+  if (entry.error.message && state.lang !== "en") rows.push(["serverMessage", entry.error.message]);
   $(".evidence", card).hidden = false;
   renderEvidence(card, rows);
 }

@@ -169,7 +169,10 @@ def test_wrong_key_and_bad_file_are_explained_in_words(page, server, tmp_path):
         "This file is not an image", timeout=20000
     )
     page.select_option("#lang", "de")
-    expect(page.locator(".card").first.locator(".error-text")).to_contain_text("Diese Datei ist kein Bild")
+    card = page.locator(".card").first
+    expect(card.locator(".error-text")).to_contain_text("Diese Datei ist kein Bild")
+    expect(card.locator(".error-text")).not_to_contain_text("(")  # no English server message in a German card
+    expect(card.locator(".ev-serverMessage")).to_contain_text("not a")  # it stays in the evidence block
 
 
 def test_a_gallery_made_while_the_server_runs_decides_and_the_page_says_so(page, server, photo, tmp_path):
