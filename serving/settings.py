@@ -207,6 +207,13 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise SettingsError(f"{PREFIX}{name.upper()} must be between {low} and {high}, got {value}")
 
 
+def one_thread_per_worker() -> None:
+    """Worker processes inherit one thread each for OpenMP/BLAS (their parallelism is the
+    processes); a value already set by the user is kept."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
 def default_data_dir() -> Path:
     """The server's folder when ``WILDSCAN_DATA_DIR`` is not set: ``var/`` of the checkout
     (whatever the current folder, so ``wildscan keys add`` run elsewhere writes the keys the

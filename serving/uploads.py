@@ -14,7 +14,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vision.errors import ImageError, mib
-from vision.preprocess import EXTENSIONS, claimed_format
+from vision.formats import EXTENSIONS
+from vision.preprocess import claimed_format
 from vision.records import Result
 from vision.runtime import Classifier, PreparedImage, prepare_image
 from vision.taxonomy import LANGUAGES

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+from .formats import IMAGE_SUFFIXES
 
 
 def register_classify(sub: argparse._SubParsersAction) -> None:

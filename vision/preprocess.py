@@ -335,8 +335,6 @@ _IMAGE_SIGNATURES = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
-# The file extension for each accepted format (evidence copies are named SHA256.EXT).
-EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "WebP": ".webp"}
 
 
 def claimed_format(data: bytes) -> str | None:

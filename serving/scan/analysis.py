@@ -147,12 +147,12 @@ def scan_manifest(
     """Scan ``manifest`` with the real scanner into ``outputs`` (file names beside it:
     ``.jsonl``, ``.csv``, ``.parquet``); returns the first.
 
-    Runs :func:`serving.scan.commands.scan` (what ``wildscan scan crawl.csv --out
+    Runs :func:`serving.scan.api.scan` (what ``wildscan scan crawl.csv --out
     results.jsonl`` runs) with ``model`` (``None``: the shipped one). Earlier results
     beside the manifest are removed first (a fresh scan, not the resumption of an older
     one). Raises what the scan raises (:class:`vision.errors.WildscanError` subclasses).
     """
-    from .commands import scan
+    from .api import scan
 
     manifest = Path(manifest)
     outs = [manifest.parent / name for name in outputs]

@@ -32,8 +32,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vision.commands import IMAGE_SUFFIXES
 from vision.errors import Reason, WildscanError
+from vision.formats import IMAGE_SUFFIXES
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson", ".parquet", ".pq"}

@@ -26,13 +26,13 @@ from pathlib import Path
 from vision.errors import ImageError
 from vision.records import Result
 
+from ..settings import one_thread_per_worker
 from .inputs import ScanItem
 from .store import Committer, ScanStore, known_digests, open_reader
 from .work import EngineError, Outcome, Progress, batched, process_chunk
 
 log = logging.getLogger(__name__)
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _worker = None  # per-process state, set by _init_worker
 
 
@@ -152,8 +152,7 @@ class LocalEngine:
         return pool
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        for name in _THREAD_VARIABLES:  # inherited by the workers: one thread each
-            os.environ.setdefault(name, "1")
+        one_thread_per_worker()
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a process holding onnxruntime threads

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from serving.scan import local
+from serving.scan.api import scan
 from serving.scan.clusters import cluster_labels
-from serving.scan.commands import scan
 from serving.scan.inputs import InputError, iter_items
 from serving.scan.outputs import read_rows
 from serving.scan.store import ScanStore

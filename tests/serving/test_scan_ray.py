@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.scan.commands import scan
+from serving.scan.api import scan
 
 pytestmark = pytest.mark.slow
 

@@ -395,7 +395,7 @@ def test_a_gallery_edited_during_a_scan_does_not_reach_it(taught, refs, tmp_path
     """A scan pins the galleries as they were when it started: every record is computed with,
     and keyed on, those versions even when the gallery is emptied half-way through."""
     from serving.scan import inputs
-    from serving.scan.commands import scan
+    from serving.scan.api import scan
 
     folder = tmp_path / "crawl"
     folder.mkdir()
@@ -429,7 +429,7 @@ def test_scans_with_and_without_galleries_have_the_same_columns(tiny_bundle, neg
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from serving.scan.commands import scan
+    from serving.scan.api import scan
 
     folder = tmp_path / "crawl"
     folder.mkdir()
