@@ -249,6 +249,9 @@ def export_run(
     report["bundle"] = final.model_info()
     (out_dir / f"{name}.eval" / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     from .card import write_model_card  # every number in it comes from the files just written
+    from .negatives import write_negative_list  # the galleries' default negative pool, from training data
+
+    report["negatives"] = str(write_negative_list(final.onnx_path))
 
     report["card"] = str(write_model_card(final.onnx_path))
     return report

@@ -10,7 +10,7 @@ on? For each held-out category C the procedure is:
    validation photos without C (the shipped rules: ``training.train.choose_thresholds``).
 3. For k in 5, 10, 20 and several seeds: draw k random train photos of C as C's gallery,
    calibrate its threshold against the product's fixed negative pool
-   (:func:`vision.gallery_photos.default_negative_rows`) and classify every test photo with the
+   (:func:`training.negatives.negative_rows`) and classify every test photo with the
    combined rule (:func:`vision.matching.combine`).
 4. Report recall (test photos of C labelled C) and false-flag rate (other test photos
    labelled C), mean and standard deviation over the seeds.
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.gallery_photos import default_negative_rows
 from vision.matching import Match, calibrate, combine, conformal_confidence, gallery_scores, normalise
 from vision.runtime import Classifier, decide
 from vision.taxonomy import get_category
 
 from . import data
 from .metrics import softmax
+from .negatives import negative_rows
 
 log = logging.getLogger(__name__)
 REPO = data.REPO
@@ -233,9 +233,8 @@ def evaluate_category(
 
 def pool_embeddings(classifier: Classifier, per_class: int | None = None) -> np.ndarray:
     """The product's fixed negative pool (train photos), embedded (shares the train cache)."""
-    by_sha = {ex.sha256: ex for ex in data.load_split("train")}
-    rows = default_negative_rows(per_class=per_class)
-    return embed_examples(classifier, [by_sha[r["sha256"]] for r in rows], "train")[0]
+    rows = negative_rows(per_class) if per_class else negative_rows()
+    return embed_examples(classifier, rows, "train")[0]
 
 
 # --- the run ----------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ rebuilt) raises the gallery's ``version``, and every result names the version it
 Galleries live in one SQLite file beside the model (``models/galleries.db``, or
 ``$WILDSCAN_GALLERIES``). Each gallery's threshold is chosen from its own photos against a
 fixed *negative pool* (:mod:`vision.matching` states the rule); the pool's embeddings are
-stored in the same file, keyed by the model, built on first use from a fixed list of
-non-wildlife photos of the shared data set (:func:`default_negative_photos`) or from
-photos given to ``wildscan gallery negatives``.
+stored in the same file, keyed by the model, built on first use from the list of
+non-wildlife photos that training wrote beside the model (``NAME.negatives.csv``,
+:func:`vision.gallery_photos.default_negative_photos`) or from photos given to
+``wildscan gallery negatives``.
 
 Export/import: :mod:`vision.gallery_exchange`; embedding photos and the negative pool:
 :mod:`vision.gallery_photos`; data types: :mod:`vision.gallery_types`.

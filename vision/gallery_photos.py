@@ -13,10 +13,7 @@ import numpy as np
 from .gallery import GalleryError, GalleryStore, gallery_db_path
 from .matching import normalise
 from .records import Result
-from .settings import REPO, photos_dir
-from .taxonomy import get_category
-
-NEGATIVES_PER_CLASS = 40  # default negative pool: photos per non-wildlife class
+from .settings import photos_dir
 
 
 @dataclass(frozen=True)
@@ -69,35 +66,27 @@ def embed_files(classifier, paths: Sequence[str | Path], *, batch: int = 32) -> 
     return Embedded(done.shas, done.embeddings, failures + done.failures)
 
 
-def default_negative_rows(dataset_dir: Path | None = None, per_class: int | None = None) -> list[dict]:
-    """The fixed negative pool's rows of ``splits.csv``: per non-wildlife class of the wildtrade
-    *train* split, the ``per_class`` photos with the smallest SHA-256 (a stable, content-chosen
-    sample). Raises :class:`GalleryError` when the dataset definition is not there."""
-    per_class = per_class or NEGATIVES_PER_CLASS
-    splits = (dataset_dir or REPO / "datasets" / "wildtrade-v1") / "splits.csv"
-    if not splits.is_file():
+def negatives_list_path(bundle: str | Path) -> Path:
+    """``NAME.negatives.csv`` beside a bundle (``NAME.onnx`` / ``NAME.json`` / ``NAME``)."""
+    bundle = Path(bundle)
+    stem = bundle.with_suffix("") if bundle.suffix in (".onnx", ".json") else bundle
+    return stem.parent / f"{stem.name}.negatives.csv"
+
+
+def default_negative_photos(bundle: str | Path, data_dir: Path | None = None) -> list[Path]:
+    """The default negative pool's photos: the list written beside the bundle by training
+    (``NAME.negatives.csv``, :mod:`training.negatives`), under the shared photos
+    (``$WILDSCAN_PHOTOS``). Raises :class:`GalleryError` when the list or the photos are missing."""
+    listing = negatives_list_path(bundle)
+    if not listing.is_file():
         raise GalleryError(
-            f"cannot build the default negative pool: {splits} is missing; "
+            f"cannot build the default negative pool: {listing} is missing; "
             "give non-wildlife photos to `wildscan gallery negatives PHOTO...`",
             "no_negative_pool",
         )
-    with open(splits, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == "train" and not get_category(r["class"]).is_wildlife]
-    by_class: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: r["sha256"]):
-        by_class.setdefault(row["class"], []).append(row)
-    return [r for cls in sorted(by_class) for r in by_class[cls][:per_class]]
-
-
-def default_negative_photos(
-    dataset_dir: Path | None = None, data_dir: Path | None = None, per_class: int | None = None
-) -> list[Path]:
-    """The files of :func:`default_negative_rows` under the shared photos (``$WILDSCAN_PHOTOS``).
-
-    Raises :class:`GalleryError` when the dataset definition or the photos are not there.
-    """
     data_dir = data_dir or photos_dir()
-    paths = [data_dir / r["path"] for r in default_negative_rows(dataset_dir, per_class)]
+    with open(listing, newline="", encoding="utf-8") as f:
+        paths = [data_dir / row["path"] for row in csv.DictReader(f)]
     absent = [p for p in paths if not p.is_file()]
     if absent:
         raise GalleryError(
@@ -110,9 +99,9 @@ def default_negative_photos(
 
 def build_negative_pool(store: GalleryStore, classifier, photos: Sequence[str | Path] | None = None) -> dict:
     """Embed the negative photos (default: :func:`default_negative_photos`) and store them for the model."""
-    paths = list(photos) if photos else default_negative_photos()
+    paths = list(photos) if photos else default_negative_photos(classifier.bundle.onnx_path)
     done = embed_files(classifier, paths)
-    source = "given photos" if photos else f"default: wildtrade-v1 train, non-wildlife, {NEGATIVES_PER_CLASS} per class"
+    source = "given photos" if photos else f"default: {negatives_list_path(classifier.bundle.onnx_path).name}"
     store.set_negatives(done.shas, done.embeddings, f"{source} ({len(done.shas)} photos)")
     return {**(store.negative_pool_info() or {}), "failures": done.failures}
 

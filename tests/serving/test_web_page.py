@@ -101,7 +101,7 @@ def test_upload_see_label_switch_language_and_download_reports(page, server, pho
     expected = create_model(server["bundle"]).predict([(path.name, data)])[0]
 
     enter_key(page, server["key"])
-    expect(page.locator("#key-status")).to_have_text("Key kept for this browser tab.")
+    expect(page.locator("#key-status")).to_have_text("Key kept for this browser tab.", timeout=20000)
     page.set_input_files("#file-input", str(path))
 
     card = page.locator(".card").first
@@ -156,7 +156,7 @@ def test_upload_see_label_switch_language_and_download_reports(page, server, pho
 def test_wrong_key_and_bad_file_are_explained_in_words(page, server, tmp_path):
     enter_key(page, "wsk_000000000000_not-a-real-key")
     expect = pytest.importorskip("playwright.sync_api").expect
-    expect(page.locator("#key-status")).to_contain_text("The API key was refused")  # said at once, via /v1/me
+    expect(page.locator("#key-status")).to_contain_text("The API key was refused", timeout=20000)  # via /v1/me
     junk = tmp_path / "notes.jpg"
     junk.write_text("not a photo")
     page.set_input_files("#file-input", str(junk))

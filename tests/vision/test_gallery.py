@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vision import gallery_photos
 from vision.cli import main
 from vision.gallery import GalleryError, GalleryStore, gallery_db_path
 from vision.matching import (
@@ -241,7 +240,9 @@ def test_export_import_round_trips_exactly(taught, tmp_path, capsys, photo):
 
 
 def test_default_negative_pool_is_built_on_first_add(tiny_bundle, refs, monkeypatch, capsys):
-    monkeypatch.setattr(gallery_photos, "NEGATIVES_PER_CLASS", 1)
+    from training.negatives import write_negative_list
+
+    write_negative_list(tiny_bundle, per_class=1)  # what `wildscan export` writes beside a bundle
     code, out = run_cli(capsys, "gallery", "add", CATEGORY, *refs[:5], "--model", tiny_bundle, "--json")
     from training.data import classes
     from vision.taxonomy import get_category
@@ -250,7 +251,7 @@ def test_default_negative_pool_is_built_on_first_add(tiny_bundle, refs, monkeypa
     assert len(non_wildlife) == 14  # look-alike and benign classes of wildtrade-v1 (data v2)
     assert code == 0 and json.loads(out)["calibration"]["negatives"] == len(non_wildlife)  # x 1 each
     code, out = run_cli(capsys, "gallery", "list", "--model", tiny_bundle, "--json")
-    assert json.loads(out)["negative_pool"]["source"].startswith("default: wildtrade-v1 train, non-wildlife")
+    assert json.loads(out)["negative_pool"]["source"] == "default: tiny.test.negatives.csv (14 photos)"
 
 
 # --- the numbers ------------------------------------------------------------------------------
