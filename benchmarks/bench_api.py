@@ -27,7 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-SHARED = Path(os.environ.get("WILDSCAN_DATA", REPO.parent / "shared" / "data"))
+from vision.settings import photos_dir  # noqa: E402
+
+SHARED = photos_dir()  # $WILDSCAN_PHOTOS, else ../shared/data (vision.settings)
 LABELS = (
     "ivory_carving",
     "reef_coral_live",

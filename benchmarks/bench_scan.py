@@ -49,8 +49,9 @@ from vision.bundle import bundle_paths  # noqa: E402
 from vision.hashing import sha256_file  # noqa: E402
 from vision.registry import resolve_model  # noqa: E402
 from vision.runtime import Classifier, prepare_image  # noqa: E402
+from vision.settings import photos_dir  # noqa: E402
 
-SHARED = Path(os.environ.get("WILDSCAN_DATA", REPO.parent / "shared" / "data"))
+SHARED = photos_dir()  # $WILDSCAN_PHOTOS, else ../shared/data (vision.settings)
 
 
 def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:

@@ -1,5 +1,4 @@
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -8,13 +7,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers (tiny_model)
 
-SHARED = Path(os.environ.get("WILDSCAN_DATA", REPO.parent / "shared" / "data"))
+from vision.settings import photos_dir  # noqa: E402
+
+SHARED = photos_dir()  # $WILDSCAN_PHOTOS, else ../shared/data (vision.settings)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED / "manifest.csv").exists():
-        pytest.fail(f"shared photos not found at {SHARED} (set WILDSCAN_DATA)")
+        pytest.fail(f"shared photos not found at {SHARED} (set WILDSCAN_PHOTOS)")
     return SHARED
 
 
