@@ -40,7 +40,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from serving.scan.commands import make_engine  # noqa: E402
+from serving.scan.api import make_engine  # noqa: E402
 from serving.scan.inputs import iter_items  # noqa: E402
 from serving.scan.local import default_workers  # noqa: E402
 from serving.scan.store import ScanStore  # noqa: E402
