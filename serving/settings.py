@@ -10,8 +10,8 @@ WILDSCAN_MODEL                 bundle name or path                              
 WILDSCAN_DATA_DIR              folder for the database and evidence copies          checkout's ``var/``
 WILDSCAN_DB                    SQLite audit database                                DATA_DIR/wildscan.db
 WILDSCAN_API_KEYS              extra keys, ``name=key,name=key`` (never logged)      none
-WILDSCAN_AUTH                  require an API key (``0`` needs ALLOW_ANONYMOUS)     keys unless demo
-WILDSCAN_ALLOW_ANONYMOUS       keyless local demo mode (loopback only)              ``0``
+WILDSCAN_ALLOW_ANONYMOUS       keyless local demo mode (loopback only); else keys   ``0``
+WILDSCAN_AUTH                  old name: ``1`` accepted (keys), ``0`` refused       unset
 WILDSCAN_HOST / WILDSCAN_PORT  where ``wildscan serve`` listens                     127.0.0.1:8000
 WILDSCAN_MAX_UPLOAD_BYTES      largest accepted file                                25 MiB
 WILDSCAN_MAX_PIXELS            largest accepted image (checked before decoding)     40 MP
@@ -60,7 +60,6 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     db_path: Path = None  # type: ignore[assignment]  # None: DATA_DIR/wildscan.db (set on creation)
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
-    auth: bool | None = None  # None: keys unless the demo flag is on; True/False: as set, checked
     allow_anonymous: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
@@ -117,15 +116,6 @@ class Settings:
                 )
 
     def _check_auth(self) -> None:
-        if self.auth and self.allow_anonymous:
-            raise SettingsError(
-                "WILDSCAN_AUTH=1 asks for API keys and WILDSCAN_ALLOW_ANONYMOUS=1 turns them off; choose one"
-            )
-        if self.auth is False and not self.allow_anonymous:
-            raise SettingsError(
-                "WILDSCAN_AUTH=0 turns API keys off, which needs the explicit demo flag "
-                "WILDSCAN_ALLOW_ANONYMOUS=1 (or `wildscan serve --allow-anonymous`)"
-            )
         if self.allow_anonymous and not is_loopback(self.host):
             raise SettingsError(
                 f"keyless demo mode only listens on loopback (127.0.0.1, ::1, localhost), not {self.host!r}; "
@@ -138,6 +128,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Settings from ``environ`` (default ``os.environ``); keyword ``overrides`` win over it."""
         env = os.environ if environ is None else environ
+        _check_old_auth_switch(env)
         values: dict = {}
         for f in fields(cls):
             raw = env.get(_ENV_NAMES.get(f.name, PREFIX + f.name.upper()))
@@ -147,8 +138,27 @@ class Settings:
         return cls(**values)
 
 
+def _check_old_auth_switch(env: Mapping[str, str]) -> None:
+    """``WILDSCAN_AUTH`` is the old switch for what ``WILDSCAN_ALLOW_ANONYMOUS`` now decides
+    alone: ``1`` (keys, the default) is accepted unless the demo flag is on too; ``0`` is refused."""
+    raw = env.get(PREFIX + "AUTH")
+    if raw is None:
+        return
+    keys = _parse_bool(raw.strip())
+    anonymous = _parse_bool(env.get(PREFIX + "ALLOW_ANONYMOUS", "0").strip())
+    if keys and anonymous:
+        raise SettingsError(
+            "WILDSCAN_AUTH=1 asks for API keys and WILDSCAN_ALLOW_ANONYMOUS=1 turns them off; choose one"
+        )
+    if not keys:
+        raise SettingsError(
+            "WILDSCAN_AUTH=0 is no longer a switch: keyless local demo mode is WILDSCAN_ALLOW_ANONYMOUS=1 "
+            "(or `wildscan serve --allow-anonymous`)"
+        )
+
+
 _ENV_NAMES = {"db_path": PREFIX + "DB"}
-_BOOLS = {"auth", "allow_anonymous", "keep_evidence"}
+_BOOLS = {"allow_anonymous", "keep_evidence"}
 _INTS = {
     "malloc_arenas",
     "port",

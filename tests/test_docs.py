@@ -46,7 +46,7 @@ def test_every_gallery_command_and_route_is_documented():
     assert set(verbs) >= {"add", "list", "remove", "export", "import", "negatives"}
     for verb in verbs:
         assert f"wildscan gallery {verb}" in README, verb
-    app = create_app(Settings(allow_anonymous=True, auth=False))
+    app = create_app(Settings(allow_anonymous=True))
     paths = app.openapi()["paths"]
     routes = {(m.upper(), p) for p, ops in paths.items() if p.startswith("/v1/galleries") for m in ops}
     assert len(routes) == 6

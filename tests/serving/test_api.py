@@ -249,8 +249,9 @@ def test_anonymous_demo_mode_needs_no_key(tiny_bundle, tmp_path, photo_bytes):
 def test_keys_and_keyless_mode_cannot_both_be_asked_for(tmp_path):
     with pytest.raises(SettingsError, match="choose one"):
         Settings.from_env({"WILDSCAN_AUTH": "1", "WILDSCAN_ALLOW_ANONYMOUS": "1", "WILDSCAN_DATA_DIR": str(tmp_path)})
-    with pytest.raises(SettingsError, match="ALLOW_ANONYMOUS"):
-        Settings(auth=False)
+    with pytest.raises(SettingsError, match="ALLOW_ANONYMOUS=1"):
+        Settings.from_env({"WILDSCAN_AUTH": "0", "WILDSCAN_DATA_DIR": str(tmp_path)})
+    assert Settings.from_env({"WILDSCAN_AUTH": "1", "WILDSCAN_DATA_DIR": str(tmp_path)}).requires_key
     assert Settings(allow_anonymous=True).requires_key is False and Settings().requires_key is True
 
 
