@@ -10,16 +10,22 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 
 def connect(
-    path: str | Path, *, schema: str = "", synchronous: str = "NORMAL", autocommit: bool = True, shared: bool = True
+    path: str | Path,
+    *,
+    schema: str = "",
+    migrations: Sequence[str] = (),
+    synchronous: str = "NORMAL",
+    autocommit: bool = True,
+    shared: bool = True,
 ) -> sqlite3.Connection:
     """Open (creating) the database at ``path``: WAL journal, ``synchronous``, 5 s busy
-    timeout, ``schema`` executed. ``autocommit``: transactions only where
+    timeout, ``schema`` executed, then :func:`migrate`. ``autocommit``: transactions only where
     :func:`write_transaction` opens them; else Python's implicit transactions (``with conn:``).
     ``shared``: the connection may be used from several threads (callers hold a lock)."""
     path = Path(path)
@@ -33,7 +39,22 @@ def connect(
     conn.execute("PRAGMA busy_timeout=5000")
     if schema:
         conn.executescript(schema)
+    migrate(conn, migrations)
     return conn
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
+    """Apply the ``migrations`` (SQL scripts, oldest first) that this file has not had yet,
+    each in one transaction, recording the count in ``PRAGMA user_version``; returns it. A
+    file from a newer wildscan (more migrations than known) is refused."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(migrations):
+        raise sqlite3.DatabaseError(
+            f"the database is at schema version {version}; this wildscan knows {len(migrations)}"
+        )
+    for number, script in enumerate(migrations[version:], start=version + 1):
+        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+    return max(version, len(migrations))
 
 
 def read_only(path: str | Path) -> sqlite3.Connection:

@@ -1,5 +1,6 @@
 """The one SQLite helper: private files, WAL, and a write transaction that rolls back."""
 
+import sqlite3
 import stat
 import threading
 
@@ -33,3 +34,18 @@ def test_write_transaction_commits_or_rolls_back(tmp_path):
         raise RuntimeError("half-way")
     assert [row[0] for row in conn.execute("SELECT x FROM t")] == [1]
     assert not lock.locked()
+
+
+def test_migrations_run_once_in_order_and_a_newer_file_is_refused(tmp_path):
+    steps = ["CREATE TABLE a (x INTEGER)", "ALTER TABLE a ADD COLUMN y TEXT"]
+    path = tmp_path / "m.db"
+    conn = sqlite.connect(path, migrations=steps[:1])
+    conn.execute("INSERT INTO a VALUES (1)")
+    conn.close()
+    conn = sqlite.connect(path, migrations=steps)  # a later wildscan: one more step, data kept
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("SELECT x, y FROM a").fetchall() == [(1, None)]
+    assert sqlite.migrate(conn, steps) == 2  # nothing left to run
+    conn.close()
+    with pytest.raises(sqlite3.DatabaseError, match="schema version 2"):
+        sqlite.connect(path, migrations=steps[:1])  # an older wildscan on a newer file
