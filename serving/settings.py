@@ -15,6 +15,7 @@ WILDSCAN_AUTH                  old name: ``1`` accepted (keys), ``0`` refused   
 WILDSCAN_HOST / WILDSCAN_PORT  where ``wildscan serve`` listens                     127.0.0.1:8000
 WILDSCAN_MAX_UPLOAD_BYTES      largest accepted file                                25 MiB
 WILDSCAN_MAX_PIXELS            largest accepted image (checked before decoding)     40 MP
+WILDSCAN_MAX_DECODED_BYTES     memory one decode may take (from the header)         256 MiB
 WILDSCAN_MAX_FILES             files per request                                    16
 WILDSCAN_REQUEST_TIMEOUT_S     time budget of one classify request                  30
 WILDSCAN_BATCH_MAX_SIZE        images per model call (micro-batch)                  16
@@ -65,6 +66,7 @@ class Settings:
     port: int = 8000
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_decoded_bytes: int = 256 * 2**20
     max_files: int = 16
     request_timeout_s: float = 30.0
     batch_max_size: int = 16
@@ -99,6 +101,7 @@ class Settings:
         """Raise :class:`SettingsError` for out-of-range values and unsafe combinations."""
         _check_range("max_upload_bytes", self.max_upload_bytes, 1, HARD_MAX_UPLOAD_BYTES)
         _check_range("max_pixels", self.max_pixels, 1, HARD_MAX_PIXELS)
+        _check_range("max_decoded_bytes", self.max_decoded_bytes, 2**20, 16 * 2**30)
         _check_range("max_files", self.max_files, 1, 1000)
         _check_range("request_timeout_s", self.request_timeout_s, 0.1, 3600)
         _check_range("batch_max_size", self.batch_max_size, 1, 1024)
@@ -164,6 +167,7 @@ _INTS = {
     "port",
     "max_upload_bytes",
     "max_pixels",
+    "max_decoded_bytes",
     "max_files",
     "batch_max_size",
     "threads",

@@ -103,6 +103,7 @@ def prepare_all(
                     data,
                     classifier.preprocess,
                     max_pixels=settings.max_pixels,
+                    max_decoded_bytes=settings.max_decoded_bytes,
                     max_bytes=settings.max_upload_bytes,
                 )
             )

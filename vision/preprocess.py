@@ -32,6 +32,36 @@ from .errors import ImageError, mib
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # MPO (multi-picture JPEG) opens as JPEG
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: larger than any phone photo, far below a bomb
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+# Memory a decode may take, estimated from the header before any pixel is decoded: a 2 KB GIF
+# can claim 40 MP and cost close to a gigabyte on its way to RGB. 256 MiB admits a 40 MP RGB
+# PNG; JPEGs are counted at their reduced (draft) decoding size.
+DEFAULT_MAX_DECODED_BYTES = 256 * 2**20
+_BYTES_PER_PIXEL = {
+    "1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
+    "RGBA": 4, "RGBa": 4, "CMYK": 4, "RGBX": 4, "I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2,
+}  # fmt: skip
+
+
+def _check_decode_cost(img: Image.Image, limit: int | None) -> None:
+    """Refuse, before decoding, an image whose decode would take more than ``limit`` bytes."""
+    cost = decode_cost(img.mode, *img.size)
+    if limit is not None and cost > limit:
+        width, height = img.size
+        raise ImageError(
+            f"decoding this {width}x{height} {img.format or ''} image ({img.mode}) would take about "
+            f"{mib(cost)} of memory; the limit is {mib(limit)}",
+            "too_many_pixels",
+        )
+
+
+def decode_cost(mode: str, width: int, height: int) -> int:
+    """Peak bytes to decode one frame of ``mode`` and bring it to RGB: the decoded frame, the
+    RGBA copy and composite that alpha and palette modes go through, and the RGB result."""
+    native = _BYTES_PER_PIXEL.get(mode, 4)
+    through_rgba = 8 if mode in ("P", "PA", "LA", "La", "RGBA", "RGBa") else 0
+    return width * height * (native + through_rgba + 3)
+
+
 RESIZE_MODES = ("squash", "center_crop", "letterbox")
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -120,6 +150,7 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
+    max_decoded_bytes: int | None = DEFAULT_MAX_DECODED_BYTES,
     draft_size: int | None = None,
 ) -> DecodedImage:
     """Decode ``data`` into 8-bit RGB, safely.
@@ -156,6 +187,7 @@ def load_image(
             warnings.simplefilter("ignore")
             if draft_size and fmt in ("JPEG", "MPO"):
                 img.draft("RGB", (draft_size, draft_size))
+            _check_decode_cost(img, max_decoded_bytes)  # the first frame only is ever decoded
             img.load()
             rgb = _to_rgb(img)
             if orientation in (2, 3, 4, 5, 6, 7, 8):

@@ -206,3 +206,25 @@ def test_pdq_of_the_reduced_decode_matches_the_full_size_hash(shared_data, manif
     assert max(same) <= PDQ_MATCH_DISTANCE
     others = [pdq_distance(a, b) for i, a in enumerate(reduced) for b in reduced[i + 1 :]]
     assert min(others) > 2 * PDQ_MATCH_DISTANCE
+
+
+def gif_claiming(width: int, height: int) -> bytes:
+    """A tiny GIF whose header claims ``width`` x ``height`` (one 1x1 frame inside)."""
+    import struct
+
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return header + frame + b"\x3b"
+
+
+def test_decode_memory_is_capped_from_the_header_before_decoding():
+    from vision.preprocess import DEFAULT_MAX_DECODED_BYTES, decode_cost
+
+    bomb = gif_claiming(6324, 6324)  # 40 MP, under the pixel cap; a palette image on its way to RGB
+    assert len(bomb) < 100 and decode_cost("P", 6324, 6324) > DEFAULT_MAX_DECODED_BYTES
+    with pytest.raises(ImageError, match="of memory") as refused:
+        load_image(bomb)
+    assert refused.value.reason == "too_many_pixels"
+    small = gif_claiming(640, 480)
+    assert load_image(small).image.size == (640, 480)  # an ordinary GIF still decodes
+    assert decode_cost("RGB", 8000, 5000) <= DEFAULT_MAX_DECODED_BYTES  # a 40 MP RGB photo is within it
