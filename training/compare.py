@@ -28,9 +28,7 @@ from .heads import (
     HeadsConfig,
     crop_views,
     dev_ads,
-    first_linear,
     head_logits,
-    make_head,
     targets_matrix,
     train_head,
     views_of,
@@ -47,15 +45,13 @@ def compare(cfg: HeadsConfig) -> list[dict]:
 def compare_run(run_dir: Path) -> list[dict]:
     """The rows for a trained run folder (``wildscan train``'s output, e.g. a partial
     fine-tune): its saved network top and head, scored on the cached activations."""
-    import torch
+    from .export import load_run
 
     cfg = HeadsConfig.from_file(run_dir / "config.json")
     src = FeatureSource(cfg, progress=False)
-    top = src.net.top
-    top.classifier = make_head(first_linear(top.classifier).in_features, len(src.labels), cfg.hidden)
-    top.load_state_dict(torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True))
+    src.net = load_run(run_dir)[2]  # the network as `wildscan export` assembles it
     src.tuned = cfg.finetune_stages > 0
-    return rows(cfg, src, top.classifier.eval())
+    return rows(cfg, src, src.net.top.classifier)
 
 
 def rows(cfg: HeadsConfig, src: FeatureSource, head) -> list[dict]:

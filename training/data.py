@@ -18,11 +18,10 @@ import numpy as np
 
 from vision.hashing import PDQ_MATCH_DISTANCE, pdq_hash, sha256_file
 from vision.preprocess import load_image
-from vision.settings import photos_dir
+from vision.settings import REPO, photos_dir
 
 from .errors import TrainingError
 
-REPO = Path(__file__).resolve().parent.parent
 DATASET_DIR = REPO / "datasets" / "wildtrade-v1"
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.70, 0.15, 0.15)

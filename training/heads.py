@@ -260,12 +260,11 @@ def fit_heads(x: np.ndarray, y: np.ndarray, cfg: HeadsConfig, mask: np.ndarray |
     shape as ``y``) zeroes loss entries that are unknown (a listing scene's background).
     """
     torch.manual_seed(cfg.seed)
-    counts = y.sum(0)
-    row_w = (np.maximum(counts, 1) ** -cfg.class_weight_power)[y.argmax(1)]
-    row_w = row_w / row_w.mean()
+    from .tail import row_weights
+
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std)
-    yt, wt = torch.from_numpy(y), torch.from_numpy(row_w.astype(np.float32))
+    yt, wt = torch.from_numpy(y), torch.from_numpy(row_weights(y, cfg.class_weight_power))
     mt = torch.from_numpy(mask if mask is not None else np.ones_like(y))
     head = make_head(x.shape[1], y.shape[1], cfg.hidden, cfg.head_dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -220,16 +220,20 @@ class Classifier:
         return np.concatenate(logits), (np.concatenate(embeddings) if embeddings else None)
 
     def _run_views(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The cascade: whole photos first, crops only where :meth:`needs_crops`."""
+        """The cascade on eagerly prepared views (N x V x 3 x S x S)."""
         whole, embeddings = self.run(batch[:, 0])
-        logits = np.full((len(batch), batch.shape[1], whole.shape[-1]), np.nan, dtype=np.float32)
+        crops = lambda todo: batch[todo, 1:].reshape(-1, *batch.shape[2:])
+        return self._cascade(whole, batch.shape[1] - 1, crops), embeddings
+
+    def _cascade(self, whole: np.ndarray, n_crops: int, crops_of) -> np.ndarray:
+        """Whole-photo logits (N x C) -> N x (1 + n_crops) x C: the crops (``crops_of(rows)``,
+        K x n_crops model inputs) run only for the rows :meth:`needs_crops` picks, NaN elsewhere."""
+        logits = np.full((len(whole), 1 + n_crops, whole.shape[-1]), np.nan, dtype=np.float32)
         logits[:, 0] = whole
         todo = np.flatnonzero(self.needs_crops(self.probabilities(whole)))
         if len(todo):
-            crops = batch[todo, 1:]
-            crop_logits, _ = self.run(crops.reshape(-1, *crops.shape[2:]))
-            logits[todo, 1:] = crop_logits.reshape(len(todo), crops.shape[1], -1)
-        return logits, embeddings
+            logits[todo, 1:] = self.run(crops_of(todo))[0].reshape(len(todo), n_crops, -1)
+        return logits
 
     def run_prepared(self, ready: Sequence[PreparedImage]) -> tuple[np.ndarray, np.ndarray | None]:
         """``(logits, embeddings)`` of prepared images: the whole photos, then the crops the
@@ -244,16 +248,14 @@ class Classifier:
         crops = self.preprocess.crops
         if logits.ndim == 3 or not crops or not len(ready):
             return logits
-        out = np.full((len(ready), 1 + len(crops), logits.shape[-1]), np.nan, dtype=np.float32)
-        out[:, 0] = logits
-        todo = np.flatnonzero(self.needs_crops(self.probabilities(logits)))
-        if len(todo):
+
+        def crops_of(todo: np.ndarray) -> np.ndarray:
             sources = [ready[int(i)].source for i in todo]
             if any(source is None for source in sources):
                 raise ValueError("a photo that needs its crops was prepared without its decoded image (lazy_crops)")
-            batch = np.concatenate([crop_views(source, self.preprocess) for source in sources if source is not None])
-            out[todo, 1:] = self.run(batch)[0].reshape(len(todo), len(crops), -1)
-        return out
+            return np.concatenate([crop_views(source, self.preprocess) for source in sources if source is not None])
+
+        return self._cascade(logits, len(crops), crops_of)
 
     def needs_crops(self, whole_probs: np.ndarray) -> np.ndarray:
         """Which photos (rows of whole-photo probabilities) the crops are run for (:func:`needs_crops`)."""

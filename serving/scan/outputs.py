@@ -167,6 +167,18 @@ def recorded_match(record: dict):
     )
 
 
+def model_and_error_columns(record: dict) -> dict:
+    """A record's ``model`` and ``error`` dicts as the flat ``model_*`` and ``error_*`` columns."""
+    model, error = record.get("model") or {}, record.get("error") or {}
+    return {
+        "model_name": model.get("name"),
+        "model_version": model.get("version"),
+        "model_sha256": model.get("sha256"),
+        "error_reason": error.get("reason"),
+        "error_message": error.get("message"),
+    }
+
+
 def gallery_columns(record: dict) -> dict:
     """The fixed reference-gallery columns of a record (nulls when no gallery was consulted)."""
     gallery, head = record.get("gallery") or {}, record.get("head") or {}
@@ -277,18 +289,12 @@ def flat_row(
     cluster_size: int | None,
 ) -> dict:
     """A record, its item and its cluster as one flat dict."""
-    model = record.get("model") or {}
-    error = record.get("error") or {}
     scores = record.get("scores") or {}
     row = {"item_id": stored.item_id, **{key: record.get(key) for key in HEAD[1:]}}
     row["flagged"] = bool(row["flagged"])
     row.update({f"score_{label}": scores.get(label) for label in labels})
+    row.update(model_and_error_columns(record))
     row.update(
-        model_name=model.get("name"),
-        model_version=model.get("version"),
-        model_sha256=model.get("sha256"),
-        error_reason=error.get("reason"),
-        error_message=error.get("message"),
         scanned_at=stored.scanned_at,
         cluster_id=cluster_id,
         cluster_size=cluster_size,
@@ -415,9 +421,7 @@ def flattened(record: dict) -> dict:
     if not any(isinstance(record.get(key), dict) for key in ("error", "model", "scores")):
         return record
     row = {k: v for k, v in record.items() if k not in ("error", "model", "scores")}
-    error, model = record.get("error") or {}, record.get("model") or {}
-    row.update(error_reason=error.get("reason"), error_message=error.get("message"))
-    row.update(model_name=model.get("name"), model_version=model.get("version"), model_sha256=model.get("sha256"))
+    row.update(model_and_error_columns(record))
     row.update({f"score_{label}": score for label, score in (record.get("scores") or {}).items()})
     row["flagged"] = bool(row.get("flagged"))
     return row
