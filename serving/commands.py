@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from vision.errors import WildscanError
 
 
 def register_serve(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +50,22 @@ def register_keys(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_keys)
 
 
+def register_feedback(sub: argparse._SubParsersAction) -> None:
+    """Add ``wildscan feedback export``."""
+    p = sub.add_parser(
+        "feedback",
+        help="export officers' verdicts on results as labelled data",
+        description="Officers mark results correct, or wrong with the right category (web page or "
+        "POST /v1/results/{id}/feedback). 'export' writes the latest verdict per result to OUT/feedback.csv, "
+        "with the photos (OUT/photos/) where the server kept evidence copies; the training pipeline reads the "
+        "folder as labelled data (training.data.load_feedback).",
+    )
+    actions = p.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write OUT/feedback.csv (and OUT/photos/)")
+    export.add_argument("out", type=Path, help="folder to write")
+    p.set_defaults(func=run_feedback)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Load settings, check them, and run uvicorn until interrupted."""
     import uvicorn
@@ -82,4 +101,30 @@ def run_keys(args: argparse.Namespace) -> int:
         else:
             store.revoke_key(args.name)
             print(f"key {args.name!r} revoked", file=sys.stderr)
+    return 0
+
+
+def run_feedback(args: argparse.Namespace) -> int:
+    """Export the feedback in the audit database named by the settings."""
+    from .feedback import export_feedback
+    from .settings import Settings
+    from .store import Store
+
+    settings = Settings.from_env()
+    if not settings.db_path.exists():
+        where = f"no audit database at {settings.db_path} (set WILDSCAN_DB or WILDSCAN_DATA_DIR)"
+        raise WildscanError(where, "bad_database")
+    with Store(settings.db_path) as store:
+        done = export_feedback(store, args.out, settings.evidence_dir)
+    print(
+        f"{done.rows} results with feedback ({done.corrected} corrected), {done.photos} photos "
+        f"from {settings.db_path} -> {done.manifest}",
+        file=sys.stderr,
+    )
+    if done.rows > done.photos:
+        print(
+            f"{done.rows - done.photos} rows have no photo: the server kept no evidence copy "
+            "(WILDSCAN_KEEP_EVIDENCE=1 keeps them); those rows give hashes and labels only",
+            file=sys.stderr,
+        )
     return 0

@@ -32,6 +32,8 @@ STATUS_BY_REASON: dict[Reason, int] = {
     Reason.WRONG_MODEL: 422,
     Reason.BAD_GALLERY_FILE: 422,
     Reason.NO_PHOTOS: 422,
+    Reason.NO_PREDICTION: 409,
+    Reason.BAD_FEEDBACK: 422,
 }
 
 

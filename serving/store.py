@@ -59,6 +59,21 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked  TEXT
 );
 """
+# Changes to a file made by an earlier wildscan, applied once each, in order (vision.sqlite.migrate).
+MIGRATIONS = (
+    # officers' feedback on results: "correct", or "wrong" and the right category
+    """CREATE TABLE feedback (
+        feedback_id INTEGER PRIMARY KEY,
+        result_id   TEXT NOT NULL REFERENCES results (result_id),
+        given_at    TEXT NOT NULL,
+        key_name    TEXT,
+        verdict     TEXT NOT NULL CHECK (verdict IN ('correct', 'wrong')),
+        label       TEXT NOT NULL,
+        note        TEXT
+    );
+    CREATE INDEX feedback_result ON feedback (result_id)""",
+)
+VERDICTS = ("correct", "wrong")
 
 
 class StoreError(WildscanError):
@@ -91,7 +106,7 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite.connect(self.path, schema=_SCHEMA)
+        self._db = sqlite.connect(self.path, schema=_SCHEMA, migrations=MIGRATIONS)
         self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
@@ -152,6 +167,54 @@ class Store:
     def count_results(self) -> int:
         """How many result rows the store holds."""
         return int(self._query("SELECT COUNT(*) AS n FROM results")[0]["n"])
+
+    # --- officers' feedback ----------------------------------------------------------------
+
+    def add_feedback(
+        self, result_id: str, *, verdict: str, label: str, note: str | None = None, key_name: str | None = None
+    ) -> dict:
+        """Record that the result ``result_id`` is ``correct`` or ``wrong`` (``label``: the right
+        category) as said by ``key_name``, now; returns the stored feedback. The latest one counts."""
+        if verdict not in VERDICTS:
+            raise StoreError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+        given_at = utc_now()
+        with self._transaction() as db:
+            if not db.execute("SELECT 1 FROM results WHERE result_id = ?", (result_id,)).fetchone():
+                raise StoreError(f"no result with id {result_id!r}")
+            cursor = db.execute(
+                "INSERT INTO feedback (result_id, given_at, key_name, verdict, label, note) VALUES (?, ?, ?, ?, ?, ?)",
+                (result_id, given_at, key_name, verdict, label, note),
+            )
+        return {
+            "feedback_id": cursor.lastrowid,
+            "result_id": result_id,
+            "given_at": given_at,
+            "given_by": key_name,
+            "verdict": verdict,
+            "label": label,
+            "note": note,
+        }
+
+    def feedback_for(self, result_id: str) -> list[dict]:
+        """Every feedback given on one result, oldest first."""
+        rows = self._query(
+            "SELECT feedback_id, result_id, given_at, key_name AS given_by, verdict, label, note FROM feedback "
+            "WHERE result_id = ? ORDER BY feedback_id",
+            (result_id,),
+        )
+        return [dict(r) for r in rows]
+
+    def latest_feedback(self) -> list[tuple[dict, dict]]:
+        """``(feedback, result record)`` for every result that has feedback, its latest one only,
+        oldest result first (what ``wildscan feedback export`` writes)."""
+        rows = self._query(
+            "SELECT f.feedback_id, f.result_id, f.given_at, f.key_name AS given_by, f.verdict, f.label, f.note, "
+            "r.record FROM feedback f JOIN results r USING (result_id) "
+            "WHERE f.feedback_id = (SELECT MAX(feedback_id) FROM feedback WHERE result_id = f.result_id) "
+            "ORDER BY r.received_at, r.rowid"
+        )
+        pairs = [dict(r) for r in rows]
+        return [(row, json.loads(row.pop("record"))) for row in pairs]
 
     # --- API keys --------------------------------------------------------------------
 

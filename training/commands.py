@@ -126,6 +126,11 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
         help="dev-ads (real sale posts: ivory precision/recall/F1, AUC, PR curve, false flags), "
         "or test/val/train (clean, ad-style and listing-scene views)",
     )
+    p.add_argument(
+        "--feedback",
+        metavar="DIR",
+        help="instead of a split: the photos officers labelled ('wildscan feedback export DIR'), as they are",
+    )
     p.add_argument("--out", default=None, help="folder for metrics.json and metrics.md (default: print)")
     p.add_argument("--limit-per-class", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -147,7 +152,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         else:
             print(devads.markdown(result))
         return 0
-    metrics = evaluate_split(classifier, args.split, limit_per_class=args.limit_per_class, progress=not args.quiet)
+    if args.feedback:
+        from .data import load_feedback
+
+        examples = load_feedback(args.feedback)
+        metrics = evaluate_split(classifier, "feedback", examples=examples, views=("clean",), progress=not args.quiet)
+    else:
+        metrics = evaluate_split(classifier, args.split, limit_per_class=args.limit_per_class, progress=not args.quiet)
     if args.out:
         paths = write_report(metrics, Path(args.out))
         print("\n".join(map(str, paths)))

@@ -92,6 +92,29 @@ def load_split(split: str | None = None, dataset_dir: Path = DATASET_DIR) -> lis
     ]
 
 
+def load_feedback(folder: str | Path, split: str = "feedback") -> list[Example]:
+    """Photos that officers labelled, from a ``wildscan feedback export`` folder: one example
+    per row with a photo (``label``: the category the officer confirmed or gave), grouped by
+    case (photos of one case stay together), ``path`` absolute. Rows without a photo (the
+    server kept no evidence copy) are skipped. For extra training data or a dev set."""
+    folder = Path(folder)
+    manifest = folder / "feedback.csv"
+    if not manifest.exists():
+        raise TrainingError(f"{manifest} not found: write it with 'wildscan feedback export {folder}'", "bad_data")
+    rows = [r for r in read_csv(manifest) if r["path"]]
+    cases: dict[str, int] = {}
+    out = []
+    for r in rows:
+        group = cases.setdefault(r["case_id"] or r["result_id"], len(cases))
+        path = (folder / r["path"]).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            raise TrainingError(f"{manifest}: path {r['path']!r} leaves the folder", "bad_data")
+        out.append(
+            Example(r["sha256"], str(path), f"feedback_{r['verdict']}", r["label"], split, group, r["pdq"], "feedback")
+        )
+    return out
+
+
 # --- near-duplicate groups -----------------------------------------------------------------
 
 

@@ -104,13 +104,14 @@ def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) 
 
 
 def split_examples(
-    classifier: Classifier, split: str = "test", limit_per_class: int = 0
+    classifier: Classifier, split: str = "test", limit_per_class: int = 0, examples: list[data.Example] | None = None
 ) -> tuple[list[data.Example], np.ndarray]:
-    """The examples of ``split`` whose class the model knows, and their integer targets.
+    """The examples of ``split`` (or the ``examples`` given) whose class the model knows, and
+    their integer targets.
 
     ``limit_per_class`` keeps only the first N photos of each class (0: all).
     """
-    examples = data.load_split(split)
+    examples = data.load_split(split) if examples is None else examples
     if limit_per_class:
         seen: dict[str, int] = {}
         examples = [
@@ -146,13 +147,16 @@ def evaluate_split(
     limit_per_class: int = 0,
     progress: bool = False,
     return_logits: bool = False,
+    examples: list[data.Example] | None = None,
+    views: tuple[str, ...] = VIEWS,
 ) -> dict:
-    """Metrics for both views of ``split``; ``labels``, ``model`` and counts included.
+    """Metrics for the ``views`` of ``split`` (or of the ``examples`` given, e.g. officers'
+    feedback: :func:`training.data.load_feedback`); ``labels``, ``model`` and counts included.
 
     With ``return_logits`` also ``_logits`` (view -> N x C), ``_examples`` and ``_targets``.
     """
-    examples, targets = split_examples(classifier, split, limit_per_class)
-    logits_by_view = {view: predict_logits(classifier, examples, view, progress) for view in VIEWS}
+    examples, targets = split_examples(classifier, split, limit_per_class, examples)
+    logits_by_view = {view: predict_logits(classifier, examples, view, progress) for view in views}
     result = metrics_from_logits(classifier, split, logits_by_view, targets)
     if return_logits:
         result["_logits"] = logits_by_view
@@ -208,7 +212,7 @@ def markdown_report(m: dict) -> str:
             + f" | {'' if thr is None else f'{thr:.2f}'} |"
         )
     iv = m["clean"].get("ivory_vs_ceramic")
-    if iv:
+    if iv and "ad" in m:
         lines += [
             "",
             "Ivory vs ceramic look-alikes (clean / ad-style): "

@@ -70,6 +70,7 @@ class HeadsConfig:
     hidden: int = 0  # 0: a linear head; >0: one hidden ReLU layer of this width
     head_dropout: float = 0.5  # on the features and the hidden layer (hidden > 0 only)
     crops: list = field(default_factory=lambda: [list(c) for c in FIVE_CROPS])
+    extra_train: list = field(default_factory=list)  # `wildscan feedback export` folders: officers' labels
     finetune_stages: int = 0  # >0: the last stages are fine-tuned after the head (training.tail)
     finetune_epochs: int = 4
     finetune_lr: float = 2e-4
@@ -351,6 +352,7 @@ def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Pa
 def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0):
     """``(items, name, targets, loss mask)`` of every training view."""
     train_ex = _limited(data.load_split("train"), limit_per_class)
+    train_ex += [ex for folder in cfg.extra_train for ex in data.load_feedback(folder, "train") if ex.cls in labels]
     views = train_views(cfg)
     y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
     listing_rows = np.concatenate(

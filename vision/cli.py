@@ -19,7 +19,20 @@ from . import __version__
 from .errors import WildscanError
 
 GROUP = "wildscan.commands"
-_ORDER = ("classify", "scan", "report", "serve", "keys", "gallery", "train", "evaluate", "export", "data", "models")
+_ORDER = (
+    "classify",
+    "scan",
+    "report",
+    "serve",
+    "keys",
+    "feedback",
+    "gallery",
+    "train",
+    "evaluate",
+    "export",
+    "data",
+    "models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

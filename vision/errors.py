@@ -40,6 +40,9 @@ class Reason(StrEnum):
     BAD_LANGUAGE = "bad_language"
     BAD_SHA256 = "bad_sha256"
     FIELD_TOO_LONG = "field_too_long"
+    # officers' feedback on a result
+    NO_PREDICTION = "no_prediction"
+    BAD_FEEDBACK = "bad_feedback"
     # reference galleries
     GALLERY_ERROR = "gallery_error"
     UNKNOWN_CATEGORY = "unknown_category"

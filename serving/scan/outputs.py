@@ -342,13 +342,13 @@ def _write_csv(tmp: Path, rows: Iterable[dict], info: Survey) -> None:
         writer = csv.DictWriter(f, fieldnames=info.columns, restval="")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads such a cell as a formula
 
 
-def _csv_value(value):
+def csv_cell(value):
     """A CSV cell: JSON for nested values; text that a spreadsheet would run as a formula
     (crawled titles, sellers, URLs are untrusted) gets a leading apostrophe, as on the page."""
     if value is None:

@@ -28,6 +28,9 @@ const STRINGS = {
     heatmapHelp: "Red areas changed the answer most when hidden.",
     errorTitle: "Could not check this photo", summary: "Photos checked: {n} · flagged: {f}",
     modelLine: "Model: {name} {version}",
+    fbQuestion: "Is this result right?", fbCorrect: "Correct", fbWrong: "Wrong", fbPick: "It really shows",
+    fbSend: "Send", fbSaved: "Recorded as correct. Thank you.", fbSavedWrong: "Recorded: it shows {label}. Thank you.",
+    fbFailed: "The answer could not be saved. Try again.",
     reasons: {
       empty: "The file is empty.", too_large: "The file is too large.",
       request_too_large: "The upload is too large.", too_many_files: "Too many files in one upload.",
@@ -64,6 +67,9 @@ const STRINGS = {
     heatmapHelp: "Les zones rouges modifient le plus la réponse lorsqu'elles sont masquées.",
     errorTitle: "Impossible d'analyser cette photo", summary: "Photos analysées : {n} · signalées : {f}",
     modelLine: "Modèle : {name} {version}",
+    fbQuestion: "Ce résultat est-il juste ?", fbCorrect: "Juste", fbWrong: "Faux", fbPick: "La photo montre en fait",
+    fbSend: "Envoyer", fbSaved: "Enregistré comme juste. Merci.", fbSavedWrong: "Enregistré : la photo montre {label}. Merci.",
+    fbFailed: "La réponse n'a pas pu être enregistrée. Réessayez.",
     reasons: {
       empty: "Le fichier est vide.", too_large: "Le fichier est trop volumineux.",
       request_too_large: "L'envoi est trop volumineux.", too_many_files: "Trop de fichiers en un seul envoi.",
@@ -100,6 +106,9 @@ const STRINGS = {
     heatmapHelp: "Rote Bereiche verändern die Antwort am stärksten, wenn sie verdeckt werden.",
     errorTitle: "Dieses Foto konnte nicht geprüft werden", summary: "Geprüfte Fotos: {n} · markiert: {f}",
     modelLine: "Modell: {name} {version}",
+    fbQuestion: "Ist dieses Ergebnis richtig?", fbCorrect: "Richtig", fbWrong: "Falsch", fbPick: "Das Foto zeigt tatsächlich",
+    fbSend: "Senden", fbSaved: "Als richtig gespeichert. Danke.", fbSavedWrong: "Gespeichert: das Foto zeigt {label}. Danke.",
+    fbFailed: "Die Antwort konnte nicht gespeichert werden. Bitte erneut versuchen.",
     reasons: {
       empty: "Die Datei ist leer.", too_large: "Die Datei ist zu groß.",
       request_too_large: "Der Upload ist zu groß.", too_many_files: "Zu viele Dateien in einem Upload.",
@@ -136,6 +145,9 @@ const STRINGS = {
     heatmapHelp: "Rode gebieden veranderen het antwoord het meest als ze worden afgedekt.",
     errorTitle: "Deze foto kon niet worden gecontroleerd", summary: "Gecontroleerde foto's: {n} · gemarkeerd: {f}",
     modelLine: "Model: {name} {version}",
+    fbQuestion: "Klopt dit resultaat?", fbCorrect: "Klopt", fbWrong: "Fout", fbPick: "De foto toont eigenlijk",
+    fbSend: "Versturen", fbSaved: "Opgeslagen als juist. Bedankt.", fbSavedWrong: "Opgeslagen: de foto toont {label}. Bedankt.",
+    fbFailed: "Het antwoord kon niet worden opgeslagen. Probeer het opnieuw.",
     reasons: {
       empty: "Het bestand is leeg.", too_large: "Het bestand is te groot.",
       request_too_large: "De upload is te groot.", too_many_files: "Te veel bestanden in één upload.",
@@ -156,7 +168,7 @@ const CSV_COLUMNS = [
   "result_id", "received_at", "file", "sha256", "pdq", "width", "height", "label", "label_name", "score",
   "flagged", "possible", "legal_note", "model_name", "model_version", "model_sha256", "case_id", "source_url", "note",
   "error_reason", "error_message", "matched_by", "gallery_category", "gallery_version", "gallery_similarity",
-  "gallery_threshold", "references",
+  "gallery_threshold", "references", "feedback_verdict", "feedback_label",
 ];
 
 const state = {
@@ -294,10 +306,11 @@ function addFiles(fileList) {
 function createEntry(file) {
   const entry = {
     id: state.nextId++, file, objectUrl: URL.createObjectURL(file), record: null, error: null,
-    pending: true, showHeatmap: false, card: null,
+    pending: true, showHeatmap: false, card: null, feedback: null, feedbackOpen: false, feedbackFailed: false,
   };
   entry.card = $("#card-template").content.firstElementChild.cloneNode(true);
   entry.card.dataset.entry = String(entry.id);
+  wireFeedback(entry);
   $(".toggle-heatmap", entry.card).addEventListener("click", () => {
     entry.showHeatmap = !entry.showHeatmap;
     renderCard(entry);
@@ -360,7 +373,7 @@ function renderCard(entry) {
   $(".error-text", card).textContent = "";
   if (entry.pending) {
     $(".label-name", card).textContent = t("analysing");
-    setHidden(card, [".badge", ".confidence", ".legal", ".others", ".evidence"], true);
+    setHidden(card, [".badge", ".confidence", ".legal", ".others", ".evidence", ".feedback"], true);
     return;
   }
   if (entry.error) {
@@ -378,6 +391,7 @@ function renderCard(entry) {
   $(".legal", card).textContent = legalNote(shown);
   renderOthers(card, record);
   renderHeatmap(entry);
+  renderFeedback(entry);
   renderEvidence(card, evidenceRows(entry));
 }
 
@@ -395,7 +409,7 @@ function verdict(record) {
 function renderError(entry) {
   const card = entry.card;
   const reasons = t("reasons");
-  setHidden(card, [".badge", ".confidence", ".legal", ".others"], true);
+  setHidden(card, [".badge", ".confidence", ".legal", ".others", ".feedback"], true);
   $(".heatmap-row", card).hidden = true;
   $(".overlay", card).hidden = true;
   $(".label-name", card).textContent = t("errorTitle");
@@ -407,6 +421,70 @@ function renderError(entry) {
   if (entry.error.message && state.lang !== "en") rows.push(["serverMessage", entry.error.message]);
   $(".evidence", card).hidden = false;
   renderEvidence(card, rows);
+}
+
+// --- feedback: "correct", or "wrong" and the right category (POST /v1/results/{id}/feedback)
+
+function wireFeedback(entry) {
+  const card = entry.card;
+  $(".fb-correct", card).addEventListener("click", () => sendFeedback(entry, "correct", shownLabel(entry.record)));
+  $(".fb-wrong", card).addEventListener("click", () => {
+    entry.feedbackOpen = true;
+    renderFeedback(entry);
+    $(".fb-label", card).focus();
+  });
+  $(".fb-send", card).addEventListener("click", () => sendFeedback(entry, "wrong", $(".fb-label", card).value));
+}
+
+// the category the card names: a possible match names the wildlife category to check
+function shownLabel(record) {
+  return verdict(record) === "possible" && record.possible ? record.possible : record.label;
+}
+
+async function sendFeedback(entry, verdictGiven, label) {
+  const headers = { "Content-Type": "application/json" };
+  if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
+  const body = JSON.stringify({ verdict: verdictGiven, label: label || null });
+  const url = `/v1/results/${encodeURIComponent(entry.record.result_id)}/feedback`;
+  const response = await fetch(url, { method: "POST", headers, body }).catch(() => null);
+  entry.feedbackFailed = !(response && response.ok);
+  if (!entry.feedbackFailed) {
+    const saved = await response.json();
+    entry.feedback = { verdict: saved.verdict, label: saved.label, given_at: saved.given_at };
+    entry.feedbackOpen = false;
+  }
+  renderFeedback(entry);
+}
+
+function renderFeedback(entry) {
+  const card = entry.card;
+  const box = $(".feedback", card);
+  box.hidden = !(entry.record && entry.record.result_id && entry.record.label);
+  if (box.hidden) return;
+  $(".fb-question", card).textContent = t("fbQuestion");
+  $(".fb-correct", card).textContent = t("fbCorrect");
+  $(".fb-wrong", card).textContent = t("fbWrong");
+  $(".fb-pick-label", card).textContent = t("fbPick");
+  $(".fb-send", card).textContent = t("fbSend");
+  $(".fb-pick", card).hidden = !entry.feedbackOpen;
+  $(".fb-correct", card).hidden = entry.record.label === "uncertain" && !entry.record.possible;
+  const select = $(".fb-label", card);
+  const chosen = select.value;
+  const categories = ((state.labels && state.labels.categories) || []).filter((c) => c.id !== entry.record.label);
+  select.replaceChildren(
+    ...categories
+      .map((c) => [c.id, c.names[state.lang] || c.names.en])
+      .sort((a, b) => a[1].localeCompare(b[1], state.lang))
+      .map(([id, name]) => new Option(name, id)),
+  );
+  if (chosen) select.value = chosen;
+  const fb = entry.feedback;
+  let status = "";
+  if (entry.feedbackFailed) status = t("fbFailed");
+  else if (fb && fb.verdict === "correct") status = t("fbSaved");
+  else if (fb) status = format(t("fbSavedWrong"), { label: labelName(fb.label) });
+  $(".fb-status", card).textContent = status;
+  card.dataset.feedback = fb ? fb.verdict : "";
 }
 
 function setHidden(card, selectors, hidden) {
@@ -518,6 +596,7 @@ function reportRecords() {
     .map((e) => {
       if (e.record) {
         const copy = { ...e.record, label_name: labelName(e.record.label, e.record), legal_note: legalNote(e.record), lang: state.lang };
+        if (e.feedback) copy.feedback = e.feedback;
         if (copy.explanation) {
           copy.explanation = { ...copy.explanation };
           delete copy.explanation.overlay_png; // the grid is kept; the picture can be redrawn from it
@@ -545,6 +624,7 @@ function toCsv(records) {
       gallery_category: (r.gallery || {}).category, gallery_version: (r.gallery || {}).version,
       gallery_similarity: (r.gallery || {}).similarity, gallery_threshold: (r.gallery || {}).threshold,
       references: (r.references || []).map((ref) => ref.sha256).join(" "),
+      feedback_verdict: (r.feedback || {}).verdict, feedback_label: (r.feedback || {}).label,
     };
     lines.push(CSV_COLUMNS.map((c) => csvCell(row[c])).join(","));
   }

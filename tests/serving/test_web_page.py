@@ -59,7 +59,7 @@ def server(tmp_path_factory):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "key": key, "bundle": bundle}
+    yield {"url": f"http://127.0.0.1:{port}", "key": key, "bundle": bundle, "settings": settings}
     server.should_exit = True
     thread.join(10)
     sock.close()
@@ -198,3 +198,45 @@ def test_a_gallery_made_while_the_server_runs_decides_and_the_page_says_so(page,
     expect(card.locator(".others")).to_contain_text("The model alone said")
     references = card.locator(".ev-references").inner_text().split()
     assert hashlib.sha256(refs[3].read_bytes()).hexdigest() in references
+
+
+def test_an_officer_marks_a_result_wrong_and_the_export_has_it(page, server, photo, tmp_path):
+    from playwright.sync_api import expect
+
+    from serving.feedback import export_feedback
+
+    path = photo("reef_coral_live", 3)
+    enter_key(page, server["key"])
+    page.set_input_files("#file-input", str(path))
+    card = page.locator(".card").first
+    expect(card.locator(".fb-question")).to_have_text("Is this result right?", timeout=20000)
+    result_id = card.locator(".ev-resultId").inner_text()
+    card.locator(".fb-wrong").click()
+    card.locator(".fb-label").select_option("figurine")  # a category the tiny model never says
+    card.locator(".fb-send").click()
+    expect(card.locator(".fb-status")).to_have_text(f"Recorded: it shows {label_name('figurine', 'en')}. Thank you.")
+    page.select_option("#lang", "de")
+    expect(card.locator(".fb-status")).to_contain_text(label_name("figurine", "de"))
+
+    with Store(server["settings"].db_path) as store:
+        done = export_feedback(store, tmp_path / "export", None)
+    with open(done.manifest, newline="", encoding="utf-8") as f:
+        rows = {r["result_id"]: r for r in csv.DictReader(f)}
+    assert (rows[result_id]["verdict"], rows[result_id]["label"]) == ("wrong", "figurine")
+    assert rows[result_id]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert rows[result_id]["given_by"] == "browser-test"
+
+
+# Words that are the same in English and the other language (checked by hand).
+SAME_WORD = {"model": {"nl"}, "modelLine": {"nl"}}
+
+
+def test_every_page_string_and_error_reason_is_translated(page):
+    strings = page.evaluate("() => STRINGS")
+    english = strings["en"]
+    for lang in ("fr", "de", "nl"):
+        assert set(strings[lang]) == set(english), lang
+        assert set(strings[lang]["reasons"]) == set(english["reasons"]), lang
+        same = {k for k, v in strings[lang].items() if k != "reasons" and v == english[k]}
+        same |= {k for k, v in strings[lang]["reasons"].items() if v == english["reasons"][k]}
+        assert same <= {k for k, langs in SAME_WORD.items() if lang in langs}, (lang, same)
