@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .api import ENGINES, ScanSummary, scan, summary_text
 
@@ -68,6 +69,14 @@ def register_report(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("results", help="results file written by 'wildscan scan' (.jsonl, .csv, .parquet)")
     p.add_argument("--top", type=_positive, default=10, help="rows per section (default 10)")
+    p.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write one offline HTML page: flagged and possible ads first (grouped by near-duplicate "
+        "cluster and seller, with thumbnails, category, score, what decided, URL, title, price), counts per "
+        "category, platform and day, failures",
+    )
     p.set_defaults(func=run_report)
 
 
@@ -115,5 +124,11 @@ def run_report(args: argparse.Namespace) -> int:
     from .outputs import read_rows
     from .report import build_report, format_report
 
-    print(format_report(build_report(read_rows(args.results)), top=args.top))
+    rows = list(read_rows(args.results))
+    print(format_report(build_report(rows), top=args.top))
+    if args.html:
+        from .html_report import write_html_report
+
+        write_html_report(rows, args.html, source=Path(args.results).name)
+        print(f"HTML report: {args.html}", file=sys.stderr)
     return 0

@@ -240,3 +240,54 @@ def test_every_page_string_and_error_reason_is_translated(page):
         same = {k for k, v in strings[lang].items() if k != "reasons" and v == english[k]}
         same |= {k for k, v in strings[lang]["reasons"].items() if v == english["reasons"][k]}
         assert same <= {k for k, langs in SAME_WORD.items() if lang in langs}, (lang, same)
+
+
+def test_the_html_report_of_a_scan_opens_offline_with_thumbnails(browser, server, photo, tmp_path):
+    import shutil
+
+    from playwright.sync_api import expect
+
+    from vision.cli import main
+
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    photos = [photo(label, i) for label in ("ivory_carving", "ceramic_lookalike", "product_photo") for i in range(2)]
+    names = []
+    for i, source in enumerate(photos):
+        shutil.copy(source, crawl / f"{i}.jpg")
+        names.append(f"{i}.jpg")
+    (crawl / "cut.jpg").write_bytes(photos[0].read_bytes()[:900])
+    names += ["0.jpg", "cut.jpg"]  # the first picture re-posted by another seller; a truncated download
+    manifest = crawl / "ads.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "url", "title", "price", "seller", "platform", "posted_at"])
+        for i, name in enumerate(names):
+            title = "<script>alert(1)</script> carving" if i == 0 else f"item {i}"
+            writer.writerow(
+                [name, f"https://market.example/ad/{i}", title, 20 + i, f"s{i % 4}", "marketA", "2026-11-0"]
+            )
+    out, report = tmp_path / "r.parquet", tmp_path / "report.html"
+    model = str(server["bundle"])
+    assert (
+        main(["scan", str(manifest), "--out", str(out), "--model", model, "--quiet", "--threshold", "ivory=0.0"]) == 0
+    )
+    assert main(["report", str(out), "--html", str(report)]) == 0
+
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(report.as_uri())
+    expect(page.locator("h1")).to_have_text("wildscan report")
+    reposted = page.locator(".group h3", has_text="Same picture in 2 ads")
+    expect(reposted).to_contain_text("2 flagged of 2 · sellers: s0, s2")
+    expect(page.locator(".group").first.locator(".item").first.locator(".kind")).to_have_text("Flagged")
+    widths = page.eval_on_selector_all(".item img", "imgs => imgs.map((i) => i.naturalWidth)")
+    assert widths and all(0 < w <= 160 for w in widths)  # embedded thumbnails that really decode
+    expect(page.locator("a[href='https://market.example/ad/0']")).to_have_count(1)
+    expect(page.get_by_text("<script>alert(1)</script> carving")).to_have_count(1)  # shown as text, not run
+    expect(page.locator("table.failures")).to_contain_text("truncated")
+    expect(page.locator("caption", has_text="Flagged by day (posted_at)")).to_have_count(1)
+    assert requests == [report.as_uri()]  # nothing fetched: one offline file
+    page.screenshot(path=str(tmp_path.parent / "report.png"), full_page=True)
+    page.close()
