@@ -112,11 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ad-views", type=int, default=1)
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--seed", type=int, default=17, help="head initialisation and batch order (spread between seeds)")
     p.add_argument("--run", type=Path, help="score this trained run folder instead of training heads")
     p.add_argument("--append", type=Path, help="append the rows to this JSON list")
     args = p.parse_args(argv)
     cfg = HeadsConfig(
-        arch=args.arch, listing_views=args.listing_views, ad_views=args.ad_views, hidden=args.hidden, epochs=args.epochs
+        arch=args.arch,
+        listing_views=args.listing_views,
+        ad_views=args.ad_views,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        seed=args.seed,
     )
     found = compare_run(args.run) if args.run else compare(cfg)
     for row in found:
