@@ -17,7 +17,7 @@ README = (REPO / "README.md").read_text()
 
 
 def readme_record() -> dict:
-    block = README[README.index("A record (the same from the CLI") :]
+    block = README[README.index("A record (the same keys") :]
     text = block[block.index("```json") + len("```json") : block.index("```", block.index("```json") + 7)]
     return json.loads(text)
 

@@ -55,6 +55,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
+    from .records import describe
     from .registry import create_model
 
     classifier = create_model(
@@ -65,7 +66,7 @@ def run_classify(args: argparse.Namespace) -> int:
     for start in range(0, len(paths), args.batch_size):
         for result in classifier.predict_files(paths[start : start + args.batch_size]):
             failures += not result.ok
-            print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
+            print(json.dumps(describe(result.to_dict()), ensure_ascii=False), flush=True)
     if failures:
         print(f"wildscan classify: {failures} of {len(paths)} images could not be read (see 'error')", file=sys.stderr)
     return 1 if failures else 0

@@ -6,6 +6,16 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from .errors import WildscanError
+from .taxonomy import UNCERTAIN, get_category, label_name
+
+UNCERTAIN_NOTE = {
+    "en": "The model is not sure what this photo shows. Look at it yourself; do not rely on this result.",
+    "fr": "Le modèle n'est pas sûr de ce que montre cette photo. "
+    "Examinez-la vous-même ; ne vous fiez pas à ce résultat.",
+    "de": "Das Modell ist sich nicht sicher, was dieses Foto zeigt. "
+    "Prüfen Sie es selbst; verlassen Sie sich nicht auf dieses Ergebnis.",
+    "nl": "Het model weet niet zeker wat deze foto toont. Bekijk hem zelf; vertrouw niet op dit resultaat.",
+}
 
 
 def utc_now() -> str:
@@ -84,3 +94,15 @@ def _plain(value):
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def describe(record: dict, lang: str = "en") -> dict:
+    """``record`` (a :meth:`Result.to_dict`) with ``label_name`` and ``legal_note`` in ``lang``,
+    as every command writes it (``None`` for a failure)."""
+    label = record.get("label")
+    record["label_name"] = label_name(label, lang) if label else None
+    if label == UNCERTAIN:
+        record["legal_note"] = UNCERTAIN_NOTE[lang]
+    else:
+        record["legal_note"] = get_category(label).legal_note(lang) if label else None
+    return record

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from vision.records import UNCERTAIN_NOTE
 from vision.taxonomy import LANGUAGES, UNCERTAIN, label_name, list_categories
 
 from ..deps import AppState, get_state
-from ..records import UNCERTAIN_NOTE
 
 router = APIRouter()
 

@@ -126,7 +126,7 @@ def scan(
     import tempfile
 
     from .inputs import Columns, iter_items
-    from .outputs import flat_rows, output_format, relabeller, survey, write_rows
+    from .outputs import output_format, output_rows, relabeller, survey, write_rows
     from .store import ScanStore, default_db_path
     from .work import Progress
 
@@ -156,7 +156,8 @@ def scan(
             relabel = relabeller(classifier, thresholds_changed)
             info = survey(store.records(), classifier.labels, relabel)
             for out in out_paths:
-                write_rows(out, flat_rows(store.records(), info, relabel), info)
+                nested = output_format(out) == "jsonl"
+                write_rows(out, output_rows(store.records(), info, relabel, nested), info)
         if galleries is not None:
             classifier.galleries.close()  # the pinned copy, before its folder goes
     return ScanSummary(info=info, new=progress.new, done_before=done, seconds=seconds, outputs=out_paths, db=db_path)

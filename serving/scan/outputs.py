@@ -33,13 +33,29 @@ from pathlib import Path
 import numpy as np
 
 from vision.errors import Reason, WildscanError
+from vision.records import describe
 
 from .clusters import cluster_labels, cluster_sizes
 from .store import StoredRecord
 from .work import batched
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-HEAD = ["item_id", "path", "sha256", "pdq", "width", "height", "label", "score", "flagged", "possible"]
+HEAD = [
+    "item_id",
+    "path",
+    "sha256",
+    "pdq",
+    "width",
+    "height",
+    "label",
+    "label_name",
+    "score",
+    "flagged",
+    "possible",
+    "legal_note",
+]
+# What a scan adds on top of the record every command writes (JSONL: the input's metadata under ``metadata``).
+SCAN_FIELDS = ("item_id", "scanned_at", "cluster_id", "cluster_size", "metadata")
 TAIL = [
     "model_name",
     "model_version",
@@ -65,6 +81,8 @@ GALLERY_COLUMNS = [
     "head_flagged",
 ]
 RECORD_FIELDS = {
+    "label_name",
+    "legal_note",
     "matched_by",
     "gallery",
     "references",
@@ -273,36 +291,26 @@ def _note_types(types: dict[str, set], values: dict) -> None:
             kinds.add(type(value))
 
 
-def flat_rows(records: Iterable[StoredRecord], info: Survey, relabel: Relabel) -> Iterator[dict]:
-    """One flat row per stored record (same order as the survey saw them)."""
+def output_rows(records: Iterable[StoredRecord], info: Survey, relabel: Relabel, nested: bool) -> Iterator[dict]:
+    """One row per stored record (same order as the survey saw them): the nested record
+    (:func:`nested_record`, for JSONL) or its flat row (:func:`flattened`, for CSV and Parquet)."""
     names = info.metadata_columns
     for stored, cluster_id, size in zip(records, info.cluster_ids, info.cluster_sizes):
-        yield flat_row(stored, relabel(stored.record), info.labels, names, cluster_id, size)
+        record = nested_record(stored, describe(relabel(stored.record)), cluster_id, size)
+        yield record if nested else flattened(record, info.labels, names)
 
 
-def flat_row(
-    stored: StoredRecord,
-    record: dict,
-    labels: list[str],
-    names: dict[str, str],
-    cluster_id: int | None,
-    cluster_size: int | None,
-) -> dict:
-    """A record, its item and its cluster as one flat dict."""
-    scores = record.get("scores") or {}
-    row = {"item_id": stored.item_id, **{key: record.get(key) for key in HEAD[1:]}}
-    row["flagged"] = bool(row["flagged"])
-    row.update({f"score_{label}": scores.get(label) for label in labels})
-    row.update(model_and_error_columns(record))
-    row.update(
-        scanned_at=stored.scanned_at,
-        cluster_id=cluster_id,
-        cluster_size=cluster_size,
-    )
-    row.update(gallery_columns(record))
-    row.update({k: v for k, v in extra_fields(record).items() if k not in row})
-    row.update({names[key]: value for key, value in stored.metadata.items()})
-    return row
+def nested_record(stored: StoredRecord, record: dict, cluster_id: int | None, cluster_size: int | None) -> dict:
+    """A scan's JSONL record: the record ``wildscan classify`` and the API write (same keys and
+    nesting), the scan's fields on top and the input's metadata under ``metadata``."""
+    return {
+        "item_id": stored.item_id,
+        **record,
+        "scanned_at": stored.scanned_at,
+        "cluster_id": cluster_id,
+        "cluster_size": cluster_size,
+        "metadata": dict(stored.metadata),
+    }
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -415,15 +423,25 @@ def _as_text(value) -> str:
 # --- reading back (for ``wildscan report``) -------------------------------------------------
 
 
-def flattened(record: dict) -> dict:
-    """A nested record (``wildscan classify``, the API) in the flat shape of scan rows:
-    ``error_reason``/``error_message``, ``model_*``, ``score_<label>``; a flat row as it is."""
-    if not any(isinstance(record.get(key), dict) for key in ("error", "model", "scores")):
+def flattened(record: dict, labels: list[str] | None = None, names: dict[str, str] | None = None) -> dict:
+    """A nested record (any command: classify, the API, a scan's JSONL) as a flat row: the
+    fixed columns, ``score_<label>`` for ``labels`` (default: the record's), ``model_*`` /
+    ``error_*``, the gallery columns, further fields one level flattened, then the metadata
+    (``names``: metadata key -> column; by default a ``meta_`` prefix where a name is taken).
+    A row that is flat already (CSV, Parquet) is returned as it is."""
+    if not any(isinstance(record.get(key), dict) for key in ("error", "model", "scores", "metadata")):
         return record
-    row = {k: v for k, v in record.items() if k not in ("error", "model", "scores")}
+    scores = record.get("scores") or {}
+    row = {key: record.get(key) for key in HEAD}
+    row["flagged"] = bool(row["flagged"])
+    row.update({f"score_{label}": scores.get(label) for label in (scores if labels is None else labels)})
     row.update(model_and_error_columns(record))
-    row.update({f"score_{label}": score for label, score in (record.get("scores") or {}).items()})
-    row["flagged"] = bool(row.get("flagged"))
+    row.update({key: record.get(key) for key in SCAN_FIELDS if key != "metadata"})
+    row.update(gallery_columns(record))
+    rest = {k: v for k, v in record.items() if k not in SCAN_FIELDS}
+    row.update({k: v for k, v in extra_fields(rest).items() if k not in row})
+    for key, value in (record.get("metadata") or {}).items():
+        row[(names or {}).get(key) or (f"meta_{key}" if key in row else key)] = value
     return row
 
 
@@ -433,9 +451,12 @@ def read_rows(path: str | Path) -> Iterator[dict]:
     if not path.is_file():
         raise OutputError(f"results file not found: {path}")
     fmt = output_format(path)
-    if fmt == "jsonl":
+    if fmt == "jsonl":  # nested records: a failure has no scores, so score columns are made whole after reading
         with open(path, encoding="utf-8") as f:
-            yield from (flattened(json.loads(line)) for line in f if line.strip())
+            rows = [flattened(json.loads(line)) for line in f if line.strip()]
+        score_columns = dict.fromkeys(k for row in rows for k in row if k.startswith("score_"))
+        for row in rows:
+            yield {**row, **{k: row.get(k) for k in score_columns}}
     elif fmt == "csv":
         with open(path, newline="", encoding="utf-8") as f:
             yield from csv.DictReader(f)

@@ -61,7 +61,8 @@ def scanned_paths(folder: Path) -> set[str]:
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """A scan's JSONL as flat rows (the nested records flattened as ``wildscan report`` reads them)."""
+    return list(read_rows(path))
 
 
 def without_time(rows: list[dict]) -> list[dict]:

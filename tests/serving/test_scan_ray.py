@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from serving.scan.api import scan
+from serving.scan.outputs import read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def crawl(tmp_path, shared_data, manifest) -> Path:
 
 
 def rows_of(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "scanned_at"} for line in path.read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "scanned_at"} for row in read_rows(path)]
 
 
 def assert_same_records(a: list[dict], b: list[dict]) -> None:
