@@ -9,6 +9,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from vision.errors import Reason, mib
 from vision.records import Result
@@ -90,4 +91,17 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     if not isinstance(detail, dict):
         reason = re.sub(r"[^a-z]+", "_", str(detail).lower()).strip("_") or "error"
         detail = {"reason": reason, "message": str(detail)}
-    return JSONResponse({"detail": detail}, exc.status_code, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:  # every method of every route on this path, not only the first route's
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return JSONResponse({"detail": detail}, exc.status_code, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app fully matches for the request's path (sorted)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("DELETE", "GET", "PATCH", "POST", "PUT")
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]

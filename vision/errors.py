@@ -29,6 +29,7 @@ class Reason(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     NOT_READY = "not_ready"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     TIMEOUT = "timeout"
     INVALID_REQUEST = "invalid_request"
     REQUEST_TOO_LARGE = "request_too_large"

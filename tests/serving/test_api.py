@@ -627,3 +627,10 @@ def test_api_docs_work_without_a_cdn(client):
     assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
     schema = client.get("/openapi.json").json()
     assert "/v1/classify" in schema["paths"]
+
+
+def test_a_wrong_method_gets_405_with_every_allowed_method(client, api_key):
+    response = client.patch("/v1/galleries/ivory", headers=bearer(api_key))
+    assert response.status_code == 405 and response.json()["detail"]["reason"] == "method_not_allowed"
+    assert response.headers["allow"] == "DELETE, GET, POST"  # three routes share the path
+    assert client.delete("/v1/classify", headers=bearer(api_key)).headers["allow"] == "POST"
