@@ -37,11 +37,11 @@ $(VENV)/bin/python:
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.base: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[openvino]'
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[train,ray,dev]'
+	$(PY) -m pip install -q -e '.[train,ray,dev,openvino]'
 	touch $@ $(VENV)/.base
 
 # Debian's chromium for the web-page test (Playwright drives it; it never downloads a browser).

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engines import choose, open_engine
 from .errors import BundleError
 from .hashing import sha256_file
 from .preprocess import PreprocessConfig
+from .settings import runtime as runtime_setting
 from .taxonomy import get_category
 
 BUNDLE_FORMAT = "wildscan-bundle/1"
@@ -49,6 +51,9 @@ class BundleConfig:
     # (but below it) is reported as ``possible`` without flagging (0: no band).
     possible_ratio: float = 0.0
     embedding_dim: int | None = None
+    # Other runtimes' agreement with onnxruntime fp32 on the test split (vision.engines): e.g.
+    # {"openvino-bf16": {"passed": true, "max_macro_f1_drop": 0.002, ...}}
+    runtime_parity: dict = field(default_factory=dict)
     training_data: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     created: str = ""
@@ -96,7 +101,7 @@ class ModelBundle:
     onnx_path: Path
     config: BundleConfig
     sha256: str
-    session: Any = field(repr=False, default=None)  # onnxruntime.InferenceSession
+    session: Any = field(repr=False, default=None)  # an engine of vision.engines (onnxruntime or OpenVINO)
 
     @property
     def name(self) -> str:
@@ -107,8 +112,15 @@ class ModelBundle:
         return self.onnx_path.with_suffix(".json")
 
     def model_info(self) -> dict:
-        """The ``model`` block of every result record."""
-        return {"name": self.config.name, "version": self.config.version, "sha256": self.sha256}
+        """The ``model`` block of every result record: which model, and which runtime and
+        precision ran it."""
+        return {
+            "name": self.config.name,
+            "version": self.config.version,
+            "sha256": self.sha256,
+            "runtime": getattr(self.session, "runtime", "onnxruntime"),
+            "precision": getattr(self.session, "precision", "fp32"),
+        }
 
 
 def bundle_paths(path: str | Path) -> tuple[Path, Path]:
@@ -119,8 +131,13 @@ def bundle_paths(path: str | Path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".onnx"), p.with_name(p.name + ".json")
 
 
-def load_bundle(path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1) -> ModelBundle:
-    """Read a bundle, open its onnxruntime session, check the JSON against the graph.
+def load_bundle(
+    path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, runtime: str | None = None
+) -> ModelBundle:
+    """Read a bundle, open its engine, check the JSON against the graph.
+
+    ``runtime``: ``auto`` (default: ``$WILDSCAN_RUNTIME``, else auto), ``onnxruntime`` or
+    ``openvino`` (:func:`vision.engines.choose`).
 
     The session runs on the CPU with explicit thread counts (one intra-op thread by
     default: scale with processes or requests, not with threads fighting for cores).
@@ -143,24 +160,10 @@ def load_bundle(path: str | Path, *, intra_threads: int = 1, inter_threads: int 
     unknown = set(config.thresholds) - set(config.labels)
     if unknown:
         raise BundleError(f"{json_path}: thresholds for labels the model lacks: {sorted(unknown)}")
-    session = open_session(onnx_path, intra_threads=intra_threads, inter_threads=inter_threads)
+    chosen, precision = choose(runtime or runtime_setting(), config.runtime_parity)
+    session = open_engine(onnx_path, chosen, precision, intra_threads=intra_threads, inter_threads=inter_threads)
     check_graph(session, onnx_path, config)
     return ModelBundle(onnx_path=onnx_path, config=config, sha256=sha256_file(onnx_path), session=session)
-
-
-def open_session(onnx_path: Path, *, intra_threads: int = 1, inter_threads: int = 1):
-    """An onnxruntime CPU session with explicit thread settings."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, intra_threads)
-    options.inter_op_num_threads = max(1, inter_threads)
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise BundleError(f"{onnx_path}: onnxruntime cannot load it: {e}") from e
 
 
 def check_graph(session, onnx_path: Path, config: BundleConfig) -> None:

@@ -49,11 +49,13 @@ def create_model(
     inter_threads: int = 1,
     max_batch: int = 16,
     galleries="auto",
+    runtime: str | None = None,
 ) -> Classifier:
     """Load a bundle by name or path and return a ready :class:`vision.runtime.Classifier`.
 
     ``galleries``: ``"auto"`` matches against the reference galleries beside the model
     when they exist, a path uses that gallery database, ``None`` the trained head alone.
+    ``runtime``: ``auto``, ``onnxruntime`` or ``openvino`` (default: ``$WILDSCAN_RUNTIME``).
     """
     from .runtime import Classifier
 
@@ -63,4 +65,5 @@ def create_model(
         inter_threads=inter_threads,
         max_batch=max_batch,
         galleries=galleries,
+        runtime=runtime,
     )

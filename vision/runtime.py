@@ -181,10 +181,18 @@ class Classifier:
 
     @classmethod
     def from_path(
-        cls, path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, max_batch: int = 16, galleries="auto"
+        cls,
+        path: str | Path,
+        *,
+        intra_threads: int = 1,
+        inter_threads: int = 1,
+        max_batch: int = 16,
+        galleries="auto",
+        runtime: str | None = None,
     ) -> Classifier:
-        """Load the bundle at ``path``; ``galleries`` as for the constructor."""
-        bundle = load_bundle(path, intra_threads=intra_threads, inter_threads=inter_threads)
+        """Load the bundle at ``path``; ``galleries`` as for the constructor; ``runtime`` as
+        for :func:`vision.bundle.load_bundle`."""
+        bundle = load_bundle(path, intra_threads=intra_threads, inter_threads=inter_threads, runtime=runtime)
         return cls(bundle, max_batch=max_batch, galleries=galleries)
 
     @property

@@ -7,6 +7,7 @@ WILDSCAN_MODEL      bundle name or path used when none is given            the s
 WILDSCAN_MODELS_DIR folder of model bundles (``NAME.onnx`` + ``NAME.json``) ``models/``, see :func:`models_dir`
 WILDSCAN_GALLERIES  reference-gallery database                             ``galleries.db`` beside the model
 WILDSCAN_PHOTOS     the shared training photos (for gallery negatives)     ``../shared/data``
+WILDSCAN_RUNTIME    ``auto``, ``onnxruntime``, ``openvino[-fp32|-bf16]``   ``auto`` (:mod:`vision.engines`)
 =================== ====================================================== ==========================
 
 The server's own settings (keys, limits, its ``var/`` folder) are in :mod:`serving.settings`.
@@ -54,3 +55,8 @@ def photos_dir() -> Path:
     """The shared photos: ``$WILDSCAN_PHOTOS`` (old name ``$WILDSCAN_DATA``) or ``../shared/data``."""
     env = _env("WILDSCAN_PHOTOS") or _env("WILDSCAN_DATA")
     return Path(env).expanduser() if env else REPO.parent / "shared" / "data"
+
+
+def runtime() -> str:
+    """``$WILDSCAN_RUNTIME`` (``auto``, ``onnxruntime``, ``openvino``), else ``auto``."""
+    return (_env("WILDSCAN_RUNTIME") or "auto").lower()

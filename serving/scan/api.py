@@ -79,12 +79,16 @@ def load_classifier(model: str | None, thresholds: list[str]):
 
 
 def scorer_key(classifier) -> str:
-    """What a stored result depends on besides the image bytes: the model's SHA-256, and
-    the versions of its reference galleries when it has any (new references, new results)."""
+    """What a stored result depends on besides the image bytes: the model's SHA-256, the
+    runtime and precision when not onnxruntime fp32, and the versions of its reference
+    galleries when it has any (new references, new results)."""
     import hashlib
     import json
 
-    key = classifier.model_info()["sha256"]
+    info = classifier.model_info()
+    key = info["sha256"]
+    if (info.get("runtime"), info.get("precision")) not in ((None, None), ("onnxruntime", "fp32")):
+        key += f"+{info['runtime']}-{info['precision']}"  # another runtime: its own results
     galleries = getattr(classifier, "galleries", None)
     versions = galleries.index().versions if galleries is not None else None
     if versions:

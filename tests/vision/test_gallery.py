@@ -422,7 +422,7 @@ def test_a_gallery_edited_during_a_scan_does_not_reach_it(taught, refs, tmp_path
     assert len(rows) == 8
     for row in rows:
         assert row["matched_by"] == "reference" and row["label"] == CATEGORY
-        assert json.loads(row["gallery_versions"]) == {CATEGORY: 1} and row["gallery_version"] == 1
+        assert row["gallery"]["versions"] == {CATEGORY: 1} and row["gallery"]["version"] == 1
 
 
 def test_scans_with_and_without_galleries_have_the_same_columns(tiny_bundle, negatives, refs, tmp_path, capsys):

@@ -65,7 +65,13 @@ def test_records_carry_evidence(clf, photos, tiny_bundle):
         assert d["error"] is None
         assert d["sha256"] == sha256_file(p)
         assert len(d["pdq"]) == 64
-        assert d["model"] == {"name": "tiny.test", "version": "0.0.1", "sha256": sha256_file(tiny_bundle)}
+        assert d["model"] == {
+            "name": "tiny.test",
+            "version": "0.0.1",
+            "sha256": sha256_file(tiny_bundle),
+            "runtime": "onnxruntime",  # the tiny bundle has no bf16 parity record: never OpenVINO by default
+            "precision": "fp32",
+        }
         assert set(d["scores"]) == set(TINY_LABELS)
         assert abs(sum(d["scores"].values()) - 1) < 1e-4
         assert json.loads(json.dumps(d)) == d
