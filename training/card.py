@@ -48,6 +48,7 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
     if selection:
         lines += selection_section(selection)
     lines += evaluation_section(bundle, metrics, export)
+    lines += runtime_section(bundle.config.runtime_parity)
     dev = json.loads((eval_dir / "devads.json").read_text()) if (eval_dir / "devads.json").exists() else None
     lines += ["", *targets_section(metrics, dev), "", extra_sections.strip(), ""]
     lines += LICENCE_AND_LIMITATIONS
@@ -188,6 +189,40 @@ LICENCE_AND_LIMITATIONS = [
     "- Only ivory's threshold was chosen on real ads; the other classes' come from validation photos and "
     "  synthetic listing scenes.",
 ]
+
+
+def runtime_section(parity: dict) -> list[str]:
+    """Other runtimes held to the int8 parity rule (``python -m training.parity``)."""
+    bf16 = parity.get("openvino-bf16")
+    if not bf16:
+        return []
+    macro = bf16["wildlife_macro_f1"]
+    rows = [
+        f"| wildlife macro-F1, test {view} | {m['onnxruntime_fp32']:.4f} | {m['openvino_bf16']:.4f} |"
+        for view, m in macro.items()
+    ]
+    for name, key in (
+        ("dev-ads ivory F1, shipped rule", "dev_ads_ivory_f1"),
+        ("dev-ads ivory AUC", "dev_ads_ivory_auc"),
+    ):
+        rows.append(f"| {name} | {bf16[key]['onnxruntime_fp32']:.4f} | {bf16[key]['openvino_bf16']:.4f} |")
+    verdict = (
+        "passed: `WILDSCAN_RUNTIME=auto` serves it in bf16 on CPUs with AVX512_BF16 or AMX"
+        if bf16["passed"]
+        else "not passed: the model is served by onnxruntime fp32 unless `WILDSCAN_RUNTIME=openvino-bf16` asks for it"
+    )
+    return [
+        "",
+        "## Runtimes",
+        "",
+        f"OpenVINO bf16 against onnxruntime fp32 on the same ONNX file (`python -m training.parity`, "
+        f"{bf16['measured'][:10]}; rule: {bf16['rule']}): largest drop {bf16['max_drop'] * 100:.2f} points, "
+        f"{verdict}.",
+        "",
+        "| metric | onnxruntime fp32 | OpenVINO bf16 |",
+        "|---|---:|---:|",
+        *rows,
+    ]
 
 
 def selection_section(selection: dict) -> list[str]:
