@@ -4,7 +4,8 @@ against a baseline bundle, measured in one run with alternating rounds.
     .venv/bin/python benchmarks/bench_cost.py --baseline /path/to/old/bundle.onnx [--model NAME]
 
 Also measured in the same rounds: the shipped bundle restricted to one view (its JSON with
-no crops, same ONNX file), so the cascade's cost is a ratio to a single view of this model.
+no crops, same ONNX file), so the cascade's cost is a ratio to a single view of this model;
+and, on CPUs with native bf16 where OpenVINO is installed, the shipped path in OpenVINO bf16.
 
 Photos: the real sale posts of ``dev-ads`` and an equal number of test-split photos (every
 class), so both listing photos and catalogue photos are in the mix. One onnxruntime
@@ -28,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training import data, devads
+from vision.engines import native_bf16, openvino_installed
 from vision.registry import create_model
 
 
@@ -71,12 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    shipped = create_model(args.model, galleries=None)
+    shipped = create_model(args.model, galleries=None, runtime="onnxruntime")
     models = {
         "shipped": shipped,
         "one view": single_view(shipped.bundle.onnx_path, Path(tempfile.mkdtemp())),
-        "baseline": create_model(args.baseline, galleries=None),
+        "baseline": create_model(args.baseline, galleries=None, runtime="onnxruntime"),
     }
+    if native_bf16() and openvino_installed():  # the same path in OpenVINO bf16 (vision.engines)
+        models["bf16"] = create_model(args.model, galleries=None, runtime="openvino-bf16")
     items = photo_mix()
     for clf in models.values():
         timed(clf, items[:16])  # warm-up
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind, clf in models.items():
         info = clf.model_info()
         print(
-            f"{kind:9s} {info['name']} {info['version']}: {med[kind]:.1f} ms per photo "
+            f"{kind:9s} {info['name']} {info['version']} ({info['runtime']} {info['precision']}): "
+            f"{med[kind]:.1f} ms per photo "
             f"(views {clf.preprocess.views}, crops run for {crop_share(clf, items):.0%} of the photos)"
         )
     print(
@@ -97,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"shipped / baseline cost per photo: {med['shipped'] / med['baseline']:.2f}x")
     print(f"shipped / one view of the same model: {med['shipped'] / med['one view']:.2f}x")
+    if "bf16" in med:
+        print(f"shipped path, onnxruntime fp32 / OpenVINO bf16: {med['shipped'] / med['bf16']:.2f}x")
     return 0
 
 
