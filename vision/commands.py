@@ -34,6 +34,7 @@ def register_classify(sub: argparse._SubParsersAction) -> None:
         const=None,
         help="the trained model alone, without reference galleries",
     )
+    p.add_argument("--list-skipped", action="store_true", help="name the folder files skipped as not images")
     p.set_defaults(func=run_classify)
 
 
@@ -55,6 +56,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
+    from .formats import say_skipped, skipped_in_folders
     from .records import describe
     from .registry import create_model
 
@@ -69,6 +71,9 @@ def run_classify(args: argparse.Namespace) -> int:
             print(json.dumps(describe(result.to_dict()), ensure_ascii=False), flush=True)
     if failures:
         print(f"wildscan classify: {failures} of {len(paths)} images could not be read (see 'error')", file=sys.stderr)
+    skipped = say_skipped("classify", skipped_in_folders(args.images), args.list_skipped)
+    if skipped:
+        print(skipped, file=sys.stderr)
     return 1 if failures else 0
 
 

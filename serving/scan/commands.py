@@ -58,6 +58,7 @@ def register_scan(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--path-column", default=None, help="manifest column with image paths (default: detected)")
     p.add_argument("--bytes-column", default=None, help="manifest column with image bytes (default: detected)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (progress goes to the log with -v)")
+    p.add_argument("--list-skipped", action="store_true", help="name the folder files skipped as not images")
     p.set_defaults(func=run_scan)
 
 
@@ -87,18 +88,38 @@ def _positive(text: str) -> int:
     return value
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, ``kill``): stops the scan like Ctrl-C does."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def run_scan(args: argparse.Namespace) -> int:
-    """``wildscan scan``: run :func:`scan` and print the summary."""
+    """``wildscan scan``: run :func:`scan` and print the summary. Ctrl-C and SIGTERM stop it
+    between batches, say what is saved and how to resume (exit 130 and 143)."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         summary = _scan_from_args(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         from .store import default_db_path
 
         db = args.db or default_db_path(args.out[0])
-        print(f"wildscan scan: interrupted; every result so far is saved in {db}. "
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"wildscan scan: {how}; every result so far is saved in {db}. "
               "Run the same command again to continue where it stopped.", file=sys.stderr)  # fmt: skip
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(summary_text(summary))
+    from vision.formats import say_skipped, skipped_in_folders
+
+    skipped = say_skipped("scan", skipped_in_folders(args.inputs), args.list_skipped)
+    if skipped:
+        print(skipped, file=sys.stderr)
     return 0
 
 

@@ -352,6 +352,29 @@ def test_killing_the_scan_kills_its_workers(tmp_path, tiny_bundle, shared_data, 
     assert not _group_alive(proc.pid), "worker processes outlived the killed scan"
 
 
+def test_sigterm_stops_the_scan_says_what_is_saved_and_a_rerun_finishes_it(
+    tmp_path, tiny_bundle, shared_data, manifest
+):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i, row in enumerate(manifest[::40][:320]):
+        shutil.copy(shared_data / row["path"], folder / f"{i:03d}.jpg")
+    db, out = tmp_path / "scan.db", tmp_path / "r.jsonl"
+    command = [sys.executable, "-m", "vision.cli", "scan", str(folder), "--out", str(out), "--db", str(db),
+               "--model", str(tiny_bundle), "--workers", "1", "--batch-size", "4", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for_rows(db, proc, at_least=8)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()
+    assert f"terminated; every result so far is saved in {db}" in err.decode()
+    saved = _count(db)
+    assert 8 <= saved < 320 and not out.exists()
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    rows = jsonl(out)
+    assert len(rows) == 320 and len({r["item_id"] for r in rows}) == 320
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -541,3 +564,17 @@ def test_report_reads_classify_output_and_counts_its_failures(tiny_bundle, photo
     assert main(["report", str(out)]) == 0
     text = capsys.readouterr().out
     assert "3 records, 0 flagged, 2 failures" in text and "failures: truncated 1, unreadable 1" in text
+
+
+def test_files_skipped_as_not_images_are_counted_and_named_on_request(messy_folder, tiny_bundle, tmp_path, capsys):
+    out = str(tmp_path / "r.jsonl")
+    assert main(["scan", str(messy_folder), "--out", out, "--model", str(tiny_bundle), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 file(s) in the folders whose names are not images" in err and "notes.txt" not in err
+    assert (
+        main(["scan", str(messy_folder), "--out", out, "--model", str(tiny_bundle), "--quiet", "--list-skipped"]) == 0
+    )
+    assert f"  skipped: {messy_folder / 'notes.txt'}" in capsys.readouterr().err
+    assert main(["classify", str(messy_folder), "--model", str(tiny_bundle), "--list-skipped"]) == 1  # bad files
+    err = capsys.readouterr().err
+    assert "wildscan classify: skipped 1 file(s)" in err and str(messy_folder / "notes.txt") in err
