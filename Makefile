@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-fast check install install-all browser clean-venv strip-notebooks
+.PHONY: serve test test-fast check fuzz install install-all browser clean-venv strip-notebooks
 
 # The service with the shipped model (inference stack only: no torch). API keys are required:
 # on the first start an admin key is created and printed once (paste it into the web page).
@@ -28,6 +28,10 @@ check: $(VENV)/.all
 
 test-fast: $(VENV)/.all
 	$(PY) -m pytest -ra -m "not slow and not browser"
+
+# Mutated real photos through the decoding path (benchmarks/fuzz_images.py); CASES=3000 by default.
+fuzz: $(VENV)/.all
+	$(PY) benchmarks/fuzz_images.py --cases $(or $(CASES),3000)
 
 install: $(VENV)/.base
 install-all: $(VENV)/.all
