@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .errors import TrainingError
+
 
 def register_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="build, check or describe the training dataset")
@@ -77,13 +79,13 @@ def run_train(args: argparse.Namespace) -> int:
         from .heads import HeadsConfig
         from .heads import run as run_heads
 
-        config = args.config or "training/configs/efficientnet_lite0.wildtrade_v1.heads.json"
+        config = _existing(args.config or "training/configs/efficientnet_lite0.wildtrade_v1.heads.json", "recipe")
         heads_cfg = HeadsConfig.from_file(config, name=args.name, epochs=args.epochs, out_dir=args.out_dir)
         print(run_heads(heads_cfg, progress=not args.quiet, limit_per_class=args.limit_per_class or 0))
         return 0
     from .train import TrainConfig, run
 
-    config = args.config or "training/configs/efficientnet_lite0.wildtrade_v1.json"
+    config = _existing(args.config or "training/configs/efficientnet_lite0.wildtrade_v1.json", "recipe")
     cfg = TrainConfig.from_file(
         config,
         name=args.name,
@@ -95,6 +97,13 @@ def run_train(args: argparse.Namespace) -> int:
     )
     print(run(cfg, progress=not args.quiet))
     return 0
+
+
+def _existing(path: str, what: str) -> str:
+    """``path`` when it is a file; else a :class:`TrainingError` naming ``what`` was expected."""
+    if not Path(path).is_file():
+        raise TrainingError(f"{path} not found: expected a {what}", "bad_input")
+    return path
 
 
 def register_export(sub: argparse._SubParsersAction) -> None:
@@ -110,6 +119,7 @@ def register_export(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
+    _existing(str(Path(args.run) / "config.json"), "run folder (written by 'wildscan train')")
     report = export_run(
         Path(args.run), Path(args.out), version=args.version, int8=not args.no_int8, progress=not args.quiet
     )

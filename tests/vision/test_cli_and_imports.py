@@ -98,3 +98,26 @@ assert create_model({str(tiny_bundle)!r}).predict_files([{str(photo("orchid"))!r
     mods = _modules_after(code)
     assert "vision.runtime" in mods and "onnxruntime" in mods
     assert "torch" not in mods and "timm" not in mods and "training" not in mods
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["export", "{tmp}/no-run"], "expected a run folder"),
+        (["train", "--config", "{tmp}/no.json"], "expected a recipe"),
+        (["evaluate", "--model", "no-such-model"], "unknown model"),
+        (["evaluate", "--feedback", "{tmp}/nowhere"], "feedback.csv not found"),
+        (["report", "{tmp}/missing.csv"], "results file not found"),
+        (["scan", "{tmp}/missing-dir", "--out", "{tmp}/r.csv"], "input not found"),
+        (["scan", "{tmp}", "--out", "{tmp}/r.txt"], "cannot tell the format"),
+        (["gallery", "add", "no_such_category", "{tmp}/x.jpg"], "unknown category"),
+        (["feedback", "export", "{tmp}/out"], "no audit database"),
+    ],
+)
+def test_every_command_refuses_bad_input_in_one_line(argv, says, tmp_path, capsys, monkeypatch):
+    from vision.cli import main
+
+    monkeypatch.setenv("WILDSCAN_DATA_DIR", str(tmp_path / "var"))
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert says in err and "Traceback" not in err and len(err.splitlines()) == 1, err
