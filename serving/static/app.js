@@ -335,9 +335,13 @@ async function classify(entry) {
   form.append("files", entry.file, entry.file.name);
   form.append("lang", state.lang);
   form.append("explain", $("#explain").checked ? "true" : "false");
+  entry.fields = {}; // kept for the report, also when the server refuses the photo
   for (const [field, id] of [["case_id", "#case-id"], ["source_url", "#source-url"], ["note", "#note"]]) {
     const value = $(id).value.trim();
-    if (value) form.append(field, value);
+    if (value) {
+      form.append(field, value);
+      entry.fields[field] = value;
+    }
   }
   const headers = {};
   if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
@@ -603,7 +607,7 @@ function reportRecords() {
         }
         return copy;
       }
-      return { path: e.file.name, error: e.error };
+      return { path: e.file.name, error: e.error, ...(e.fields || {}) };
     });
 }
 

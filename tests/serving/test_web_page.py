@@ -164,10 +164,16 @@ def test_wrong_key_and_bad_file_are_explained_in_words(page, server, tmp_path):
     expect(card.locator(".error-text")).to_contain_text("The API key was refused", timeout=20000)
 
     enter_key(page, server["key"])
+    page.click("summary[data-i18n=caseDetails]")
+    page.fill("#case-id", "DE-ZOLL-7")
     page.set_input_files("#file-input", str(junk))
     expect(page.locator(".card").first.locator(".error-text")).to_contain_text(
         "This file is not an image", timeout=20000
     )
+    with page.expect_download() as download:
+        page.click("#download-json")
+    refused = json.loads(Path(download.value.path()).read_text())["results"][-1]
+    assert refused["error"]["reason"] == "not_an_image" and refused["case_id"] == "DE-ZOLL-7"  # kept on failures
     page.select_option("#lang", "de")
     card = page.locator(".card").first
     expect(card.locator(".error-text")).to_contain_text("Diese Datei ist kein Bild")
