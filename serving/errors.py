@@ -18,6 +18,7 @@ from vision.records import Result
 STATUS_BY_REASON: dict[Reason, int] = {
     Reason.TOO_LARGE: 413,
     Reason.TOO_MANY_PIXELS: 413,
+    Reason.BAD_DIMENSIONS: 422,
     Reason.TOO_MANY_FILES: 413,
     Reason.REQUEST_TOO_LARGE: 413,
     Reason.UNSUPPORTED_FORMAT: 415,

@@ -14,6 +14,7 @@ class Reason(StrEnum):
     EMPTY = "empty"
     TOO_LARGE = "too_large"
     TOO_MANY_PIXELS = "too_many_pixels"
+    BAD_DIMENSIONS = "bad_dimensions"
     NOT_AN_IMAGE = "not_an_image"
     UNSUPPORTED_FORMAT = "unsupported_format"
     TRUNCATED = "truncated"
@@ -70,7 +71,8 @@ class Reason(StrEnum):
 
 # The reasons a result record's ``error`` can carry (the README lists exactly these).
 RECORD_REASONS = (
-    Reason.EMPTY, Reason.TOO_LARGE, Reason.TOO_MANY_PIXELS, Reason.NOT_AN_IMAGE, Reason.UNSUPPORTED_FORMAT,
+    Reason.EMPTY, Reason.TOO_LARGE, Reason.TOO_MANY_PIXELS, Reason.BAD_DIMENSIONS, Reason.NOT_AN_IMAGE,
+    Reason.UNSUPPORTED_FORMAT,
     Reason.TRUNCATED, Reason.CORRUPT, Reason.UNREADABLE, Reason.BAD_MANIFEST_VALUE, Reason.WORKER_CRASHED,
 )  # fmt: skip
 

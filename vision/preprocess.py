@@ -36,6 +36,10 @@ DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 # can claim 40 MP and cost close to a gigabyte on its way to RGB. 256 MiB admits a 40 MP RGB
 # PNG; JPEGs are counted at their reduced (draft) decoding size.
 DEFAULT_MAX_DECODED_BYTES = 256 * 2**20
+MAX_ASPECT = 50  # sides further apart than 50:1 are no photo (a 1 x 39,999,999 PNG took 0.84 GB)
+# A header claiming more pixels than this per byte of file (above 4 MP) is a bomb or a damaged
+# header: deflate (PNG, WebP lossless) cannot pack 3 bytes of RGB into less than 1/1000 byte.
+MAX_PIXELS_PER_BYTE, PIXELS_PER_BYTE_FROM = 1000, 4_000_000
 _BYTES_PER_PIXEL = {
     "1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
     "RGBA": 4, "RGBa": 4, "CMYK": 4, "RGBX": 4, "I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2,
@@ -50,6 +54,22 @@ def _check_decode_cost(img: Image.Image, limit: int | None) -> None:
         raise ImageError(
             f"decoding this {width}x{height} {img.format or ''} image ({img.mode}) would take about "
             f"{mib(cost)} of memory; the limit is {mib(limit)}",
+            "too_many_pixels",
+        )
+
+
+def _check_proportions(width: int, height: int, size: int) -> None:
+    """Refuse, before decoding, absurd sides and pixel counts far out of proportion to the file."""
+    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+        raise ImageError(
+            f"the image is {width}x{height} pixels: sides more than {MAX_ASPECT}:1 apart are not a photo",
+            "bad_dimensions",
+        )
+    pixels = width * height
+    if pixels > PIXELS_PER_BYTE_FROM and pixels > MAX_PIXELS_PER_BYTE * size:
+        raise ImageError(
+            f"the header claims {width}x{height} = {pixels / 1e6:.0f} megapixels in a file of {size} bytes "
+            f"(more than {MAX_PIXELS_PER_BYTE} pixels per byte): a decompression bomb or a damaged header",
             "too_many_pixels",
         )
 
@@ -188,6 +208,7 @@ def load_image(
             if draft_size and fmt in ("JPEG", "MPO"):
                 img.draft("RGB", (draft_size, draft_size))
             _check_decode_cost(img, max_decoded_bytes)  # the first frame only is ever decoded
+            _check_proportions(width, height, len(data))
             img.load()
             rgb = _to_rgb(img)
             if orientation in (2, 3, 4, 5, 6, 7, 8):

@@ -34,7 +34,8 @@ const STRINGS = {
     reasons: {
       empty: "The file is empty.", too_large: "The file is too large.",
       request_too_large: "The upload is too large.", too_many_files: "Too many files in one upload.",
-      too_many_pixels: "The image has too many pixels.", not_an_image: "This file is not an image.",
+      too_many_pixels: "The image has too many pixels.",
+      bad_dimensions: "The image has impossible proportions (not a photo).", not_an_image: "This file is not an image.",
       unsupported_format: "This image format is not supported (use JPEG, PNG, WebP, GIF, BMP or TIFF).",
       truncated: "The file is cut off (incomplete download?).", corrupt: "The image data is damaged.",
       unreadable: "The file could not be read.", timeout: "The server took too long. Try again.",
@@ -73,7 +74,8 @@ const STRINGS = {
     reasons: {
       empty: "Le fichier est vide.", too_large: "Le fichier est trop volumineux.",
       request_too_large: "L'envoi est trop volumineux.", too_many_files: "Trop de fichiers en un seul envoi.",
-      too_many_pixels: "L'image contient trop de pixels.", not_an_image: "Ce fichier n'est pas une image.",
+      too_many_pixels: "L'image contient trop de pixels.",
+      bad_dimensions: "Les proportions de l'image sont impossibles (pas une photo).", not_an_image: "Ce fichier n'est pas une image.",
       unsupported_format: "Ce format d'image n'est pas pris en charge (JPEG, PNG, WebP, GIF, BMP ou TIFF).",
       truncated: "Le fichier est tronqué (téléchargement incomplet ?).",
       corrupt: "Les données de l'image sont endommagées.", unreadable: "Le fichier est illisible.",
@@ -112,7 +114,8 @@ const STRINGS = {
     reasons: {
       empty: "Die Datei ist leer.", too_large: "Die Datei ist zu groß.",
       request_too_large: "Der Upload ist zu groß.", too_many_files: "Zu viele Dateien in einem Upload.",
-      too_many_pixels: "Das Bild hat zu viele Pixel.", not_an_image: "Diese Datei ist kein Bild.",
+      too_many_pixels: "Das Bild hat zu viele Pixel.",
+      bad_dimensions: "Das Bild hat unmögliche Seitenverhältnisse (kein Foto).", not_an_image: "Diese Datei ist kein Bild.",
       unsupported_format: "Dieses Bildformat wird nicht unterstützt (JPEG, PNG, WebP, GIF, BMP oder TIFF).",
       truncated: "Die Datei ist abgeschnitten (unvollständiger Download?).",
       corrupt: "Die Bilddaten sind beschädigt.", unreadable: "Die Datei konnte nicht gelesen werden.",
@@ -151,7 +154,8 @@ const STRINGS = {
     reasons: {
       empty: "Het bestand is leeg.", too_large: "Het bestand is te groot.",
       request_too_large: "De upload is te groot.", too_many_files: "Te veel bestanden in één upload.",
-      too_many_pixels: "De afbeelding heeft te veel pixels.", not_an_image: "Dit bestand is geen afbeelding.",
+      too_many_pixels: "De afbeelding heeft te veel pixels.",
+      bad_dimensions: "De afbeelding heeft onmogelijke verhoudingen (geen foto).", not_an_image: "Dit bestand is geen afbeelding.",
       unsupported_format: "Dit afbeeldingsformaat wordt niet ondersteund (JPEG, PNG, WebP, GIF, BMP of TIFF).",
       truncated: "Het bestand is afgekapt (onvolledige download?).",
       corrupt: "De afbeeldingsgegevens zijn beschadigd.", unreadable: "Het bestand kon niet worden gelezen.",

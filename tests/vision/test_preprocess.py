@@ -167,8 +167,8 @@ def test_pixel_cap_is_checked_before_decoding():
         load_image(png_header_only(20_000, 20_000), max_pixels=10**12)
     assert err.value.reason in ("too_many_pixels", "corrupt", "truncated")
     with pytest.raises(ImageError) as err:
-        load_image(png_header_only(5_000, 5_000))
-    assert err.value.reason != "too_many_pixels"  # under the cap: refused later, for its data
+        load_image(png_header_only(1_500, 1_500))
+    assert err.value.reason != "too_many_pixels"  # under every cap: refused later, for its data
 
 
 def test_byte_limit(real):
@@ -228,3 +228,20 @@ def test_decode_memory_is_capped_from_the_header_before_decoding():
     small = gif_claiming(640, 480)
     assert load_image(small).image.size == (640, 480)  # an ordinary GIF still decodes
     assert decode_cost("RGB", 8000, 5000) <= DEFAULT_MAX_DECODED_BYTES  # a 40 MP RGB photo is within it
+
+
+def test_absurd_proportions_and_pixels_out_of_proportion_to_the_file_are_refused_before_decoding(real):
+    thin = png_header_only(1, 39_999_999)  # under the 40 MP cap; it once took 0.84 GB to decode
+    with pytest.raises(ImageError, match="50:1") as refused:
+        load_image(thin)
+    assert refused.value.reason == "bad_dimensions"
+    dense = png_header_only(6000, 6000)  # 36 MP and 108 MB of RGB claimed by a 100-byte file
+    assert len(dense) < 200
+    with pytest.raises(ImageError, match="pixels per byte") as refused:
+        load_image(dense)
+    assert refused.value.reason == "too_many_pixels"
+    banner = real.resize((3000, 100))  # 30:1, a wide banner photo: still a photo
+    assert load_image(jpeg_bytes(banner)).image.size == (3000, 100)
+    with pytest.raises(ImageError) as refused:
+        load_image(jpeg_bytes(real.resize((3000, 50))))  # 60:1
+    assert refused.value.reason == "bad_dimensions"
