@@ -29,9 +29,9 @@ check: $(VENV)/.all
 test-fast: $(VENV)/.all
 	$(PY) -m pytest -ra -m "not slow and not browser"
 
-# Mutated real photos through the decoding path (benchmarks/fuzz_images.py); CASES=3000 by default.
+# Mutated real photos through the decoding path (benchmarks/fuzz_images.py); CASES=100000 by default.
 fuzz: $(VENV)/.all
-	$(PY) benchmarks/fuzz_images.py --cases $(or $(CASES),3000)
+	$(PY) benchmarks/fuzz_images.py --cases $(or $(CASES),100000)
 
 install: $(VENV)/.base
 install-all: $(VENV)/.all

@@ -1,10 +1,11 @@
 """Fuzz the decoding path with mutated real photos (``make fuzz``; not a test).
 
-    .venv/bin/python benchmarks/fuzz_images.py [--cases 3000] [--seed 1] [--workers 2]
+    .venv/bin/python benchmarks/fuzz_images.py [--cases 100000] [--seed 1] [--workers 2]
 
 Real shared photos are encoded as baseline and progressive JPEG, PNG, GIF, WebP, BMP and
-TIFF, then mutated (bytes flipped, inserted or cut, header sizes rewritten to huge values,
-chunks repeated) and given to ``vision.runtime.prepare_image`` with the server's default
+TIFF, 16-bit PNG, CMYK JPEG and animated GIF, with two header-only bombs, then mutated
+(bytes flipped, inserted or cut, header sizes rewritten to huge values, chunks repeated)
+and given to ``vision.runtime.prepare_image`` with the server's default
 limits, each case in a worker process (a decoder that crashes the process is counted, not
 fatal). Prints the outcomes (usable, or the failure reason), the failures that came from an
 unexpected decoder exception rather than a named check, worker crashes, and the slowest
@@ -39,7 +40,9 @@ UNEXPECTED = "could not read the image:"  # prepare_image's message for an excep
 
 
 def seeds(count: int = 4) -> list[tuple[str, bytes]]:
-    """A few real photos in every format the service accepts."""
+    """A few real photos in every format the service accepts, plus 16-bit, CMYK and animated
+    variants and two header-only bombs."""
+    import numpy as np
     from PIL import Image
 
     from training import data
@@ -50,10 +53,36 @@ def seeds(count: int = 4) -> list[tuple[str, bytes]]:
         with Image.open(ex.file()) as img:
             rgb = img.convert("RGB")
         for fmt, options in FORMATS:
-            buffer = io.BytesIO()
-            rgb.save(buffer, fmt, **options)
-            out.append((f"{fmt.lower()}{'-progressive' if options else ''}", buffer.getvalue()))
+            out.append((f"{fmt.lower()}{'-progressive' if options else ''}", _encode(rgb, fmt, **options)))
+        gray16 = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257).astype(np.uint16))
+        out.append(("png-16bit", _encode(gray16, "PNG")))
+        out.append(("jpeg-cmyk", _encode(rgb.convert("CMYK"), "JPEG")))
+        frames = [rgb.rotate(angle) for angle in (90, 180)]
+        out.append(("gif-animated", _encode(rgb, "GIF", save_all=True, append_images=frames, duration=100)))
+    out.append(("gif-bomb", _gif_claiming(6324, 6324)))
+    out.append(("png-bomb", _png_claiming(20000, 20000)))
     return out
+
+
+def _encode(img, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _gif_claiming(width: int, height: int) -> bytes:
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    return header + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00\x3b"
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
 
 
 def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
@@ -133,7 +162,7 @@ def fuzz(cases: int, seed: int, workers: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cases", type=int, default=3000)
+    p.add_argument("--cases", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
