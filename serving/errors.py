@@ -39,6 +39,16 @@ STATUS_BY_REASON: dict[Reason, int] = {
 }
 
 
+# The reason of a refusal raised by Starlette or FastAPI themselves (a plain string detail).
+PLAIN_REFUSALS: dict[int, Reason] = {
+    400: Reason.BAD_REQUEST,
+    404: Reason.NOT_FOUND,
+    405: Reason.METHOD_NOT_ALLOWED,
+    413: Reason.REQUEST_TOO_LARGE,
+    415: Reason.UNSUPPORTED_FORMAT,
+}
+
+
 def status_of(reason: str) -> int:
     """The HTTP status for ``reason`` (422 for reasons the table does not name)."""
     return STATUS_BY_REASON.get(Reason(reason), 422)
@@ -89,9 +99,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail: Any = exc.detail
-    if not isinstance(detail, dict):
-        reason = re.sub(r"[^a-z]+", "_", str(detail).lower()).strip("_") or "error"
-        detail = {"reason": reason, "message": str(detail)}
+    if not isinstance(detail, dict):  # Starlette's and FastAPI's own refusals: a Reason by status
+        detail = {"reason": str(PLAIN_REFUSALS.get(exc.status_code, Reason.ERROR)), "message": str(detail)}
     headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 405:  # every method of every route on this path, not only the first route's
         headers["Allow"] = ", ".join(allowed_methods(request))
@@ -99,10 +108,22 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """The methods some route of the app fully matches for the request's path (sorted)."""
+    """The methods allowed on the request's path: those of its path in the OpenAPI (a literal
+    path before a templated one, as OpenAPI matches them); for paths outside the API (the
+    page, static files), the methods some route accepts (sorted)."""
+    path = request.url.path
+    paths = request.app.openapi().get("paths", {})
+    literal = paths.get(path)
+    templated = [ops for template, ops in paths.items() if "{" in template and _template(template).fullmatch(path)]
+    operations = literal if literal is not None else (templated[0] if templated else None)
+    if operations is not None:
+        return sorted(m.upper() for m in operations if m.upper() in _METHODS)
     routes = request.app.router.routes
-    return [
-        method
-        for method in ("DELETE", "GET", "PATCH", "POST", "PUT")
-        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
-    ]
+    return [m for m in _METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+
+
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _template(template: str) -> re.Pattern:
+    return re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)))

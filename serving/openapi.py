@@ -4,7 +4,8 @@ FastAPI documents its own validation array for 422; wildscan answers every refus
 ``{"detail": {"reason", "message", ...}}``. This replaces the error schemas with that body
 (its ``reason`` one of :class:`vision.errors.Reason`), and adds the refusals that
 dependencies give but routes do not declare: 401 for a missing key, 403 and 404 on the
-gallery routes, 503 while the model loads.
+gallery routes (and an unknown category to export), 400 for a body that cannot be parsed,
+503 while the model loads.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ERROR = {
     },
 }
 EXTRA = {
+    "400": "the body could not be parsed (not JSON, or a broken multipart form)",
     "401": "no valid API key",
     "403": "this key may not do that (gallery routes need an admin key; keyless mode answers only this machine)",
     "404": "no such category or gallery",
@@ -59,7 +61,8 @@ def openapi_schema(app: FastAPI) -> dict:
             wanted = ["503"] if path.startswith("/v1/") else []
             wanted += ["401"] if operation.get("security") else []
             wanted += ["403"] if operation.get("security") else []
-            wanted += ["404"] if "{category}" in path else []
+            wanted += ["404"] if "{category}" in path or path == "/v1/galleries/export" else []
+            wanted += ["400"] if "requestBody" in operation else []
             for code in wanted:
                 responses.setdefault(code, {"description": EXTRA[code]})
             for code, response in responses.items():

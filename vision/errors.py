@@ -31,6 +31,7 @@ class Reason(StrEnum):
     NOT_FOUND = "not_found"
     NOT_READY = "not_ready"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    BAD_REQUEST = "bad_request"
     TIMEOUT = "timeout"
     INVALID_REQUEST = "invalid_request"
     REQUEST_TOO_LARGE = "request_too_large"

@@ -52,8 +52,9 @@ CLASSIFY_BODY = {
                         "description": "language of label_name and legal_note",
                     },
                     "explain": {
-                        "type": "boolean",
-                        "default": False,
+                        "type": "string",
+                        "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"],
+                        "default": "false",
                         "description": "add an occlusion heatmap (about 50 extra model runs per image)",
                     },
                 },
