@@ -201,7 +201,6 @@ def load_image(
             "too_many_pixels",
         )
     fmt = img.format or "unknown"
-    orientation = _exif_orientation(img)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -210,6 +209,7 @@ def load_image(
             _check_decode_cost(img, max_decoded_bytes)  # the first frame only is ever decoded
             _check_proportions(width, height, len(data))
             img.load()
+            orientation = _exif_orientation(img)  # after the checks: a PNG's EXIF read decodes it all
             rgb = _to_rgb(img)
             if orientation in (2, 3, 4, 5, 6, 7, 8):
                 rgb = _apply_orientation(rgb, orientation)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -77,7 +78,16 @@ def test_timed_out_uploads_never_decode_past_the_limit(tiny_bundle, tmp_path, ph
         response = client.post("/v1/classify", files=files, headers={"Authorization": f"Bearer {key}"})
         statuses.append(response.status_code)
 
+    rss = [rss_mib()]
+    done = threading.Event()
+
+    def sample() -> None:  # this process's resident memory, every 10 ms, during the burst
+        while not done.wait(0.01):
+            rss.append(rss_mib())
+
     with TestClient(app) as client:
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         threads = [threading.Thread(target=post) for _ in range(6)]
         for t in threads:
             t.start()
@@ -87,6 +97,18 @@ def test_timed_out_uploads_never_decode_past_the_limit(tiny_bundle, tmp_path, ph
         deadline = time.monotonic() + 10
         while limit.running and time.monotonic() < deadline:
             time.sleep(0.05)
+        done.set()
+        sampler.join()
         assert statuses.count(503) >= 5  # the requests ran out of time...
         assert limit.peak <= limit.slots  # ...and the decoders never exceeded the limit
         assert limit.running == 0  # abandoned work stopped soon after its requests were gone
+    # 24 uploads of 17 MB of pixels each: decoded all at once they would take well over 1 GB
+    assert max(rss) - rss[0] < 400, f"resident memory grew by {max(rss) - rss[0]:.0f} MiB"
+
+
+def rss_mib() -> float:
+    """This process's resident memory in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
