@@ -55,15 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--arenas", default="0,2", help="WILDSCAN_MALLOC_ARENAS values to compare (0: glibc's default)")
     args = p.parse_args(argv)
     model = resolve_model(args.model)
     photos = make_photos()
     print(f"concurrency {args.concurrency}, {args.rounds} rounds of {args.seconds:.0f} s, every answer 200")
-    for arenas, name in ((0, "glibc default arenas"), (2, "WILDSCAN_MALLOC_ARENAS=2 (default)")):
-        print(f"\n{name}:")
+    for arenas in (int(a) for a in args.arenas.split(",")):
+        print("\nglibc default arenas:" if arenas == 0 else f"\nWILDSCAN_MALLOC_ARENAS={arenas}:", flush=True)
         for moment, rss, rate in run(model, arenas, args, photos):
             speed = "" if rate != rate else f"   {rate:6.1f} images/s"
-            print(f"  {moment:<15} RSS {rss:7.0f} MiB{speed}")
+            print(f"  {moment:<15} RSS {rss:7.0f} MiB{speed}", flush=True)
     return 0
 
 
