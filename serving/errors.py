@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from vision.errors import Reason, mib
 from vision.records import Result
@@ -117,9 +117,13 @@ def allowed_methods(request: Request) -> list[str]:
     templated = [ops for template, ops in paths.items() if "{" in template and _template(template).fullmatch(path)]
     operations = literal if literal is not None else (templated[0] if templated else None)
     if operations is not None:
-        return sorted(m.upper() for m in operations if m.upper() in _METHODS)
-    routes = request.app.router.routes
-    return [m for m in _METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+        methods = {m.upper() for m in operations if m.upper() in _METHODS}
+    else:  # mounts (static files) answer every method themselves: only routes count
+        routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+        methods = {
+            m for m in _METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)
+        }
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 _METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")

@@ -162,7 +162,10 @@ def images_per_second(paths: dict[str, Path], batch: np.ndarray, rounds: int = 7
     """Single-thread inference rate of each model (inputs already preprocessed): the median
     over ``rounds`` rounds that take turns between the models, so that a slow spell of the
     machine hits all of them alike rather than deciding a comparison."""
-    classifiers = {kind: Classifier(load_bundle(path, intra_threads=1), max_batch=16) for kind, path in paths.items()}
+    classifiers = {
+        kind: Classifier(load_bundle(path, intra_threads=1, runtime="onnxruntime"), max_batch=16)
+        for kind, path in paths.items()
+    }
     for classifier in classifiers.values():
         classifier.run(batch[:16])
     rates: dict[str, list[float]] = {kind: [] for kind in classifiers}
@@ -229,7 +232,7 @@ def export_run(
     evaluations = {}
     speed = images_per_second(candidates, bench)
     for kind, path in candidates.items():
-        clf = Classifier(load_bundle(path, intra_threads=2))
+        clf = Classifier(load_bundle(path, intra_threads=2, runtime="onnxruntime"))  # the reference runtime
         evaluations[kind] = evaluate_split(clf, "test", progress=progress)
         report[kind] = {
             "images_per_second_1_thread": round(speed[kind], 1),
@@ -320,7 +323,7 @@ def ship(out_dir: Path, name: str, candidates: dict[str, Path], config: BundleCo
     else:  # the shipped file is the fp32 one: no copy, and none left from an earlier export
         for stale in (kept_fp32, kept_fp32.with_suffix(".json")):
             stale.unlink(missing_ok=True)
-    return load_bundle(shipped)  # reload: checks JSON against graph, hashes the shipped file
+    return load_bundle(shipped, runtime="onnxruntime")  # reload: checks JSON against graph, hashes the shipped file
 
 
 def _summary(m: dict, kind: str, report: dict) -> dict:

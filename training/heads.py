@@ -352,7 +352,7 @@ def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Pa
 def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0):
     """``(items, name, targets, loss mask)`` of every training view."""
     train_ex = _limited(data.load_split("train"), limit_per_class)
-    train_ex += [ex for folder in cfg.extra_train for ex in data.load_feedback(folder, "train") if ex.cls in labels]
+    train_ex += officers_photos(cfg, labels)
     views = train_views(cfg)
     y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
     listing_rows = np.concatenate(
@@ -361,6 +361,17 @@ def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0)
     )
     name = "train" if not limit_per_class else "train-small"
     return views_of(train_ex, views), name, y, listing_mask(y, listing_rows, labels)
+
+
+def officers_photos(cfg: HeadsConfig, labels: list[str]) -> list[data.Example]:
+    """The photos of ``cfg.extra_train`` (``wildscan feedback export`` folders) in a class the
+    model has, never one that validation, test or dev-ads hold (by SHA-256): a photo an officer
+    also checked must not leak into training from a split it is judged on."""
+    if not cfg.extra_train:
+        return []
+    held_out = {ex.sha256 for ex in data.load_split("val") + data.load_split("test")} | {a.sha256 for a in dev_ads()}
+    found = [ex for folder in cfg.extra_train for ex in data.load_feedback(folder, "train")]
+    return [ex for ex in found if ex.cls in labels and ex.sha256 not in held_out]
 
 
 def train_head(cfg: HeadsConfig, src: FeatureSource, limit_per_class: int = 0) -> tuple[nn.Module, int, int]:

@@ -8,6 +8,7 @@ written by ``training`` at export time and read by everything that runs the mode
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .preprocess import PreprocessConfig
 from .settings import runtime as runtime_setting
 from .taxonomy import get_category
 
+log = logging.getLogger(__name__)
 BUNDLE_FORMAT = "wildscan-bundle/1"
 LOGITS = "logits"
 EMBEDDING = "embedding"
@@ -160,10 +162,21 @@ def load_bundle(
     unknown = set(config.thresholds) - set(config.labels)
     if unknown:
         raise BundleError(f"{json_path}: thresholds for labels the model lacks: {sorted(unknown)}")
-    chosen, precision = choose(runtime or runtime_setting(), config.runtime_parity)
-    session = open_engine(onnx_path, chosen, precision, intra_threads=intra_threads, inter_threads=inter_threads)
+    sha256 = sha256_file(onnx_path)
+    setting = runtime or runtime_setting()
+    parity = {k: v for k, v in config.runtime_parity.items() if v.get("model_sha256") in (None, sha256)}
+    chosen, precision = choose(setting, parity)  # a parity record of another ONNX file does not count
+    try:
+        session = open_engine(onnx_path, chosen, precision, intra_threads=intra_threads, inter_threads=inter_threads)
+    except BundleError:
+        if setting != "auto" or chosen == "onnxruntime":
+            raise
+        log.warning("OpenVINO could not load %s; serving it with onnxruntime fp32", onnx_path, exc_info=True)
+        session = open_engine(
+            onnx_path, "onnxruntime", "fp32", intra_threads=intra_threads, inter_threads=inter_threads
+        )
     check_graph(session, onnx_path, config)
-    return ModelBundle(onnx_path=onnx_path, config=config, sha256=sha256_file(onnx_path), session=session)
+    return ModelBundle(onnx_path=onnx_path, config=config, sha256=sha256, session=session)
 
 
 def check_graph(session, onnx_path: Path, config: BundleConfig) -> None:

@@ -75,6 +75,12 @@ def choose(setting: str, parity: dict | None) -> tuple[str, str]:
     return "onnxruntime", "fp32"
 
 
+def runtime_setting_of(runtime: str, precision: str) -> str:
+    """The explicit setting that loads exactly ``runtime`` in ``precision`` (for worker processes
+    that must run what their driver chose)."""
+    return "onnxruntime" if runtime == "onnxruntime" else f"openvino-{precision}"
+
+
 def open_engine(onnx_path: Path, runtime: str, precision: str, *, intra_threads: int = 1, inter_threads: int = 1):
     """An engine for ``onnx_path``: :class:`OrtEngine` or :class:`OpenVinoEngine`."""
     if runtime == "openvino":
@@ -132,6 +138,9 @@ class OpenVinoEngine:
             self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
         except Exception as e:
             raise BundleError(f"{onnx_path}: OpenVINO cannot load it: {e}") from e
+        # what OpenVINO really compiled (it may differ from the hint), so records never claim bf16 falsely
+        compiled_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        self.precision = "bf16" if "bf16" in compiled_precision or "bfloat16" in compiled_precision else "fp32"
         self._ports = {port.get_any_name(): port for port in self.compiled.outputs}
         self._local = threading.local()
 

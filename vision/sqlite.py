@@ -44,7 +44,8 @@ def connect(
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
-    """Apply the ``migrations`` (SQL scripts, oldest first) that this file has not had yet,
+    """Apply the ``migrations`` (SQL scripts of plain ``;``-separated statements, oldest first)
+    that this file has not had yet,
     each in one transaction, recording the count in ``PRAGMA user_version``; returns it. A
     file from a newer wildscan (more migrations than known) is refused."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -52,8 +53,20 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
         raise sqlite3.DatabaseError(
             f"the database is at schema version {version}; this wildscan knows {len(migrations)}"
         )
-    for number, script in enumerate(migrations[version:], start=version + 1):
-        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+    for number in range(version + 1, len(migrations) + 1):
+        # the version is read again under the write lock: two processes upgrading one file at
+        # the same moment apply each migration once (the second finds it done)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                for statement in migrations[number - 1].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
     return max(version, len(migrations))
 
 

@@ -88,6 +88,10 @@ def give_feedback(
         raise api_error(422, "bad_feedback", "say which category the photo really shows ('label')")
     if label not in _CATEGORY_IDS:
         raise api_error(422, "bad_feedback", f"unknown category {label!r}; see GET /v1/labels")
+    if feedback.verdict == "correct" and label not in (record["label"], record.get("possible")):
+        raise api_error(
+            422, "bad_feedback", f"'correct' confirms the result's own category, not {label!r}: use 'wrong'"
+        )
     if feedback.verdict == "wrong" and label == record["label"]:
         raise api_error(422, "bad_feedback", f"'wrong' needs a category other than the result's own ({label})")
     return state.store.add_feedback(

@@ -96,15 +96,18 @@ def scorer_key(classifier) -> str:
     return key
 
 
-def make_engine(name: str, model_path, *, workers=None, batch_size=16, address=None, galleries="auto"):
-    """The engine object for ``--engine``."""
+def make_engine(name: str, model_path, *, workers=None, batch_size=16, address=None, galleries="auto", runtime=None):
+    """The engine object for ``--engine``; ``runtime``: the setting its workers load the model
+    with (the driver's resolved choice, so that every worker runs what the results are keyed on)."""
     if name == "ray":
         from .ray_engine import RayEngine
 
-        return RayEngine(model_path, address=address, actors=workers, batch_size=batch_size, galleries=galleries)
+        return RayEngine(
+            model_path, address=address, actors=workers, batch_size=batch_size, galleries=galleries, runtime=runtime
+        )
     from .local import LocalEngine
 
-    return LocalEngine(model_path, workers=workers, batch_size=batch_size, galleries=galleries)
+    return LocalEngine(model_path, workers=workers, batch_size=batch_size, galleries=galleries, runtime=runtime)
 
 
 def scan(
@@ -129,6 +132,8 @@ def scan(
     """
     import tempfile
 
+    from vision.engines import runtime_setting_of
+
     from .inputs import Columns, iter_items
     from .outputs import output_format, output_rows, relabeller, survey, write_rows
     from .store import ScanStore, default_db_path
@@ -144,8 +149,15 @@ def scan(
     columns = Columns(path=path_column, bytes=bytes_column)
     with tempfile.TemporaryDirectory(prefix="wildscan-scan-") as tmp:
         galleries = classifier.pin_galleries(tmp)  # one version of the galleries for the whole run
+        info = classifier.model_info()
         runner = make_engine(
-            engine, model_path, workers=workers, batch_size=batch_size, address=address, galleries=galleries
+            engine,
+            model_path,
+            workers=workers,
+            batch_size=batch_size,
+            address=address,
+            galleries=galleries,
+            runtime=runtime_setting_of(info["runtime"], info["precision"]),
         )
         with ScanStore(db_path, scorer_key(classifier)) as store:
             total, done = store.register(iter_items(inputs, columns))

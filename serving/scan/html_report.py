@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vision.errors import ImageError
-from vision.preprocess import load_image
+from vision.preprocess import DEFAULT_MAX_BYTES, load_image
 from vision.records import utc_now
 from vision.taxonomy import label_name
 
@@ -210,8 +210,11 @@ def _models(rows: list[dict]) -> str:
     seen: dict[tuple, int] = defaultdict(int)
     for r in rows:
         if r.get("model_name"):
-            seen[(r["model_name"], r.get("model_version"), str(r.get("model_sha256") or "")[:16])] += 1
-    return " · ".join(_e(f"model {n} {v} (SHA-256 {s}…)") for n, v, s in seen) or "no model named"
+            runtime = " ".join(str(r[k]) for k in ("model_runtime", "model_precision") if r.get(k))
+            seen[(r["model_name"], r.get("model_version"), str(r.get("model_sha256") or "")[:16], runtime)] += 1
+    return " · ".join(_e(f"model {n} {v} (SHA-256 {s}…{', ' + rt if rt else ''})") for n, v, s, rt in seen) or (
+        "no model named"
+    )
 
 
 def _thumbnail(path) -> str:
@@ -219,7 +222,10 @@ def _thumbnail(path) -> str:
     if not path:
         return ""
     try:
-        image = load_image(Path(str(path)).read_bytes()).image
+        file = Path(str(path))
+        if not file.is_file() or file.stat().st_size > DEFAULT_MAX_BYTES:  # no device, no huge file
+            return ""
+        image = load_image(file.read_bytes()).image
     except (OSError, ImageError):
         return ""
     image.thumbnail((THUMB_SIDE, THUMB_SIDE))

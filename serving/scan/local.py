@@ -47,11 +47,13 @@ def default_workers() -> int:
 class _WorkerState:
     """What a worker process keeps between chunks: its model and a database reader."""
 
-    def __init__(self, model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries):
+    def __init__(
+        self, model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries, runtime=None
+    ):
         from vision.runtime import Classifier
 
         self.classifier = Classifier.from_path(
-            model_path, intra_threads=1, inter_threads=1, max_batch=batch_size, galleries=galleries
+            model_path, intra_threads=1, inter_threads=1, max_batch=batch_size, galleries=galleries, runtime=runtime
         )
         self.scorer = scorer
         self.reader = open_reader(db_path) if db_path else None
@@ -63,11 +65,11 @@ class _WorkerState:
 
 
 def _init_worker(
-    model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries, parent: int
+    model_path: str, db_path: str | None, scorer: str | None, batch_size: int, galleries, parent: int, runtime=None
 ) -> None:
     global _worker
     die_with_parent(parent)
-    _worker = _WorkerState(model_path, db_path, scorer, batch_size, galleries)
+    _worker = _WorkerState(model_path, db_path, scorer, batch_size, galleries, runtime)
 
 
 def die_with_parent(parent: int) -> None:
@@ -109,9 +111,11 @@ class LocalEngine:
         batch_size: int = 16,
         chunk_fn: Callable[[list[ScanItem]], list[Outcome]] = run_chunk,
         galleries: str | Path | None = "auto",
+        runtime: str | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.runtime = runtime  # the runtime setting the workers load the model with (vision.engines)
         self.model_path = str(model_path)
         self.workers = workers or default_workers()
         self.batch_size = batch_size
@@ -157,7 +161,15 @@ class LocalEngine:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a process holding onnxruntime threads
             initializer=_init_worker,
-            initargs=(self.model_path, self._db_path, self._scorer, self.batch_size, self.galleries, os.getpid()),
+            initargs=(
+                self.model_path,
+                self._db_path,
+                self._scorer,
+                self.batch_size,
+                self.galleries,
+                os.getpid(),
+                self.runtime,
+            ),
         )
 
     def _run_until_crash(

@@ -60,6 +60,8 @@ TAIL = [
     "model_name",
     "model_version",
     "model_sha256",
+    "model_runtime",
+    "model_precision",
     "error_reason",
     "error_message",
     "scanned_at",
@@ -192,6 +194,8 @@ def model_and_error_columns(record: dict) -> dict:
         "model_name": model.get("name"),
         "model_version": model.get("version"),
         "model_sha256": model.get("sha256"),
+        "model_runtime": model.get("runtime"),
+        "model_precision": model.get("precision"),
         "error_reason": error.get("reason"),
         "error_message": error.get("message"),
     }
@@ -451,12 +455,18 @@ def read_rows(path: str | Path) -> Iterator[dict]:
     if not path.is_file():
         raise OutputError(f"results file not found: {path}")
     fmt = output_format(path)
-    if fmt == "jsonl":  # nested records: a failure has no scores, so score columns are made whole after reading
+    if fmt == "jsonl":  # nested records: a failure has no scores, so a first pass finds every label
+        labels: dict[str, None] = {}
         with open(path, encoding="utf-8") as f:
-            rows = [flattened(json.loads(line)) for line in f if line.strip()]
-        score_columns = dict.fromkeys(k for row in rows for k in row if k.startswith("score_"))
-        for row in rows:
-            yield {**row, **{k: row.get(k) for k in score_columns}}
+            for line in f:
+                if line.strip():
+                    labels.update(dict.fromkeys(json.loads(line).get("scores") or {}))
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    record = json.loads(line)
+                    row = flattened(record, list(labels) if isinstance(record.get("scores"), dict) else None)
+                    yield {**row, **{f"score_{k}": row.get(f"score_{k}") for k in labels}}
     elif fmt == "csv":
         with open(path, newline="", encoding="utf-8") as f:
             yield from csv.DictReader(f)

@@ -79,7 +79,7 @@ class RayClassifier:
     the small reference, not the model, as the constructor argument).
     """
 
-    def __init__(self, files: list, batch_size: int = 16, intra_threads: int = 1):
+    def __init__(self, files: list, batch_size: int = 16, intra_threads: int = 1, runtime: str | None = None):
         import ray
 
         from vision.runtime import Classifier
@@ -91,7 +91,7 @@ class RayClassifier:
         onnx_name = next(name for name in contents if name.endswith(".onnx"))
         galleries = str(folder / GALLERIES) if GALLERIES in contents else "auto"
         self.classifier = Classifier.from_path(
-            folder / onnx_name, intra_threads=intra_threads, max_batch=batch_size, galleries=galleries
+            folder / onnx_name, intra_threads=intra_threads, max_batch=batch_size, galleries=galleries, runtime=runtime
         )
         self.model = self.classifier.model_info()
 
@@ -132,9 +132,11 @@ class RayEngine:
         batch_size: int = 16,
         wave: int = 4096,
         galleries: str | Path | None = "auto",
+        runtime: str | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.runtime = runtime  # the runtime setting every actor loads the model with (vision.engines)
         self.model_path = Path(model_path)
         self.address = address
         self.actors = actors
@@ -220,7 +222,7 @@ class RayEngine:
                 batch_format="numpy",
                 num_cpus=1,
                 compute=ray.data.ActorPoolStrategy(size=actors),
-                fn_constructor_kwargs={"files": [files_ref], "batch_size": self.batch_size},
+                fn_constructor_kwargs={"files": [files_ref], "batch_size": self.batch_size, "runtime": self.runtime},
             )
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):

@@ -170,7 +170,7 @@ const LANG_STORAGE = "wildscan.lang";
 const PARALLEL_UPLOADS = 2;
 const CSV_COLUMNS = [
   "result_id", "received_at", "file", "sha256", "pdq", "width", "height", "label", "label_name", "score",
-  "flagged", "possible", "legal_note", "model_name", "model_version", "model_sha256", "case_id", "source_url", "note",
+  "flagged", "possible", "legal_note", "model_name", "model_version", "model_sha256", "model_runtime", "model_precision", "case_id", "source_url", "note",
   "error_reason", "error_message", "matched_by", "gallery_category", "gallery_version", "gallery_similarity",
   "gallery_threshold", "references", "feedback_verdict", "feedback_label",
 ];
@@ -628,6 +628,7 @@ function toCsv(records) {
     const error = r.error || {};
     const row = {
       ...r, file: r.path, model_name: model.name, model_version: model.version, model_sha256: model.sha256,
+      model_runtime: model.runtime, model_precision: model.precision,
       error_reason: error.reason, error_message: error.message,
       gallery_category: (r.gallery || {}).category, gallery_version: (r.gallery || {}).version,
       gallery_similarity: (r.gallery || {}).similarity, gallery_threshold: (r.gallery || {}).threshold,

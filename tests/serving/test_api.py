@@ -632,5 +632,7 @@ def test_api_docs_work_without_a_cdn(client):
 def test_a_wrong_method_gets_405_with_every_allowed_method(client, api_key):
     response = client.patch("/v1/galleries/ivory", headers=bearer(api_key))
     assert response.status_code == 405 and response.json()["detail"]["reason"] == "method_not_allowed"
-    assert response.headers["allow"] == "DELETE, GET, POST"  # three routes share the path
+    assert response.headers["allow"] == "DELETE, GET, HEAD, POST"  # three routes share the path
     assert client.delete("/v1/classify", headers=bearer(api_key)).headers["allow"] == "POST"
+    assert client.get("/v1/galleries/import", headers=bearer(api_key)).status_code != 405  # a gallery named so
+    assert client.patch("/v1/galleries/import", headers=bearer(api_key)).headers["allow"] == "POST"  # literal path

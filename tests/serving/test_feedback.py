@@ -94,6 +94,10 @@ def test_feedback_is_checked_stored_and_exported_as_training_data(server, photo,
     assert rows[second["result_id"]]["model_label"] == second["label"]
     assert rows[second["result_id"]]["case_id"] == "NL-2026-7"
 
+    # a correct verdict confirms the result's own category, never another one
+    other = "ceramic_porcelain" if first["label"] != "ceramic_porcelain" else "reef_coral"
+    assert feedback(client, keys["officer-1"], first["result_id"], verdict="correct", label=other).status_code == 422
+
     examples = {ex.sha256: ex for ex in load_feedback(out)}
     assert {ex.cls for ex in examples.values()} == {"figurine", wrong_label}
     for source in (carving, coral):
@@ -140,3 +144,26 @@ def test_an_older_audit_file_gains_the_feedback_table(tmp_path):
     with Store(path) as store:
         assert store.feedback_for("0" * 32) == []
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_officers_photos_never_bring_held_out_photos_into_training(tmp_path):
+    from training import data
+    from training.heads import HeadsConfig, officers_photos
+
+    held_out, fresh = data.load_split("test")[0], data.load_split("train")[0]
+    folder = tmp_path / "export"
+    (folder / "photos").mkdir(parents=True)
+    rows = []
+    for ex in (held_out, fresh):
+        name = f"photos/{ex.sha256}.jpg"
+        (folder / name).write_bytes(ex.file().read_bytes())
+        rows.append({"path": name, "sha256": ex.sha256, "pdq": ex.pdq, "label": ex.cls, "verdict": "correct",
+                     "result_id": ex.sha256[:32], "case_id": "c1"})  # fmt: skip
+    with open(folder / "feedback.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    labels = data.classes()
+    assert {ex.sha256 for ex in load_feedback(folder)} == {held_out.sha256, fresh.sha256}
+    kept = officers_photos(HeadsConfig(extra_train=[str(folder)]), labels)
+    assert [ex.sha256 for ex in kept] == [fresh.sha256]  # the test photo stays out of training

@@ -105,3 +105,22 @@ def test_bf16_keeps_the_top_label_on_real_photos_where_the_cpu_has_it(tiny_bundl
     found = engine.run([LOGITS], {INPUT: batch})[0]
     assert (found.argmax(1) == expected.argmax(1)).all()
     assert np.abs(found - expected).max() < 0.1 * np.abs(expected).max()  # bf16 rounding, not another model
+
+
+def test_a_scan_runs_its_workers_on_the_runtime_it_keys_its_results_on(tiny_bundle, photo, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    import sqlite3
+
+    from serving.scan.api import scan
+    from serving.scan.outputs import read_rows
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, label in enumerate(("ivory_carving", "snake_live")):
+        (folder / f"{i}.jpg").write_bytes(photo(label).read_bytes())
+    monkeypatch.setenv("WILDSCAN_RUNTIME", "openvino-fp32")
+    scan([str(folder)], [tmp_path / "r.csv"], db=tmp_path / "r.db", model=str(tiny_bundle), workers=1)
+    rows = list(read_rows(tmp_path / "r.csv"))
+    assert {(r["model_runtime"], r["model_precision"]) for r in rows} == {("openvino", "fp32")}  # every worker
+    scorers = {s for (s,) in sqlite3.connect(tmp_path / "r.db").execute("SELECT DISTINCT scorer FROM results")}
+    assert len(scorers) == 1 and scorers.pop().endswith("+openvino-fp32")  # kept apart from onnxruntime results
