@@ -135,7 +135,7 @@ def scan(
     from vision.engines import runtime_setting_of
 
     from .inputs import Columns, iter_items
-    from .outputs import output_format, output_rows, relabeller, survey, write_rows
+    from .outputs import output_format
     from .store import ScanStore, default_db_path
     from .work import Progress
 
@@ -149,16 +149,9 @@ def scan(
     columns = Columns(path=path_column, bytes=bytes_column)
     with tempfile.TemporaryDirectory(prefix="wildscan-scan-") as tmp:
         galleries = classifier.pin_galleries(tmp)  # one version of the galleries for the whole run
-        info = classifier.model_info()
-        runner = make_engine(
-            engine,
-            model_path,
-            workers=workers,
-            batch_size=batch_size,
-            address=address,
-            galleries=galleries,
-            runtime=runtime_setting_of(info["runtime"], info["precision"]),
-        )
+        runtime = runtime_setting_of(classifier.model_info()["runtime"], classifier.model_info()["precision"])
+        runner = make_engine(engine, model_path, workers=workers, batch_size=batch_size, address=address,
+                             galleries=galleries, runtime=runtime)  # fmt: skip
         with ScanStore(db_path, scorer_key(classifier)) as store:
             total, done = store.register(iter_items(inputs, columns))
             log.info("%d items, %d already in %s", total, done, db_path)
@@ -169,14 +162,22 @@ def scan(
             finally:
                 progress.close()
             seconds = progress.elapsed
-            relabel = relabeller(classifier, thresholds_changed)
-            info = survey(store.records(), classifier.labels, relabel)
-            for out in out_paths:
-                nested = output_format(out) == "jsonl"
-                write_rows(out, output_rows(store.records(), info, relabel, nested), info)
+            info = write_outputs(store, classifier, thresholds_changed, out_paths)
         if galleries is not None:
             classifier.galleries.close()  # the pinned copy, before its folder goes
     return ScanSummary(info=info, new=progress.new, done_before=done, seconds=seconds, outputs=out_paths, db=db_path)
+
+
+def write_outputs(store, classifier, thresholds_changed: bool, out_paths: list[Path]):
+    """Every output file from the store (JSONL nested, CSV and Parquet flat); the survey."""
+    from .outputs import output_format, output_rows, relabeller, survey, write_rows
+
+    relabel = relabeller(classifier, thresholds_changed)
+    info = survey(store.records(), classifier.labels, relabel)
+    for out in out_paths:
+        nested = output_format(out) == "jsonl"
+        write_rows(out, output_rows(store.records(), info, relabel, nested), info)
+    return info
 
 
 def summary_text(summary: ScanSummary) -> str:
