@@ -74,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runtimes", default="onnxruntime,openvino-bf16", help="runtime settings to measure")
     args = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
-    settings = ["onnxruntime"] + (["openvino-bf16"] if openvino_installed() and native_bf16() else [])
+    wanted = args.runtimes.split(",")
+    settings = [s for s in wanted if s == "onnxruntime" or (openvino_installed() and native_bf16())]
     layouts = [(p, cores // p) for p in range(1, cores + 1) if cores % p == 0]
     if (1, 1) not in layouts:
         layouts.append((1, 1))

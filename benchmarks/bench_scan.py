@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="bundle path (default: the shipped model)")
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--workers", type=int, default=default_workers())
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of each inference-only measurement")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ WILDSCAN_MAX_PIXELS            largest accepted image (checked before decoding) 
 WILDSCAN_MAX_DECODED_BYTES     memory one decode may take (from the header)         256 MiB
 WILDSCAN_MAX_FILES             files per request                                    16
 WILDSCAN_REQUEST_TIMEOUT_S     time budget of one classify request                  30
-WILDSCAN_BATCH_MAX_SIZE        images per model call (micro-batch)                  16
+WILDSCAN_BATCH_MAX_SIZE        images per model call (micro-batch)                  4
 WILDSCAN_BATCH_MAX_WAIT_MS     how long a batch waits for company                   2
 WILDSCAN_THREADS               onnxruntime intra-op threads                         1
 WILDSCAN_EXPLAIN_GRID          occlusion heatmap cells per side                     7
@@ -69,7 +69,7 @@ class Settings:
     max_decoded_bytes: int = 256 * 2**20
     max_files: int = 16
     request_timeout_s: float = 30.0
-    batch_max_size: int = 16
+    batch_max_size: int = 4  # batches of 2-4 beat 16 on this CPU (benchmarks/bench_layout.py)
     batch_max_wait_ms: float = 2.0
     threads: int = 1
     explain_grid: int = 7

@@ -20,7 +20,7 @@ def register_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per inference call (default 16)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per inference call (default 4)")
     p.add_argument(
         "--galleries",
         default="auto",

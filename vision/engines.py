@@ -132,6 +132,9 @@ class OpenVinoEngine:
             "INFERENCE_NUM_THREADS": max(1, threads),
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
+            # OpenVINO pins its threads to cores by default: two single-thread scan workers then
+            # share one core (measured: 2 processes ran no faster than 1; benchmarks/bench_layout.py)
+            "ENABLE_CPU_PINNING": False,
         }
         try:
             core = ov.Core()

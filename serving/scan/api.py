@@ -96,7 +96,7 @@ def scorer_key(classifier) -> str:
     return key
 
 
-def make_engine(name: str, model_path, *, workers=None, batch_size=16, address=None, galleries="auto", runtime=None):
+def make_engine(name: str, model_path, *, workers=None, batch_size=4, address=None, galleries="auto", runtime=None):
     """The engine object for ``--engine``; ``runtime``: the setting its workers load the model
     with (the driver's resolved choice, so that every worker runs what the results are keyed on)."""
     if name == "ray":
@@ -119,7 +119,7 @@ def scan(
     engine: str = "local",
     address: str | None = None,
     workers: int | None = None,
-    batch_size: int = 16,
+    batch_size: int = 4,
     thresholds: Sequence[str] = (),
     path_column: str | None = None,
     bytes_column: str | None = None,

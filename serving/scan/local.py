@@ -108,7 +108,7 @@ class LocalEngine:
         model_path: str | Path,
         *,
         workers: int | None = None,
-        batch_size: int = 16,
+        batch_size: int = 4,
         chunk_fn: Callable[[list[ScanItem]], list[Outcome]] = run_chunk,
         galleries: str | Path | None = "auto",
         runtime: str | None = None,

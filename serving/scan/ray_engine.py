@@ -79,7 +79,7 @@ class RayClassifier:
     the small reference, not the model, as the constructor argument).
     """
 
-    def __init__(self, files: list, batch_size: int = 16, intra_threads: int = 1, runtime: str | None = None):
+    def __init__(self, files: list, batch_size: int = 4, intra_threads: int = 1, runtime: str | None = None):
         import ray
 
         from vision.runtime import Classifier
@@ -129,7 +129,7 @@ class RayEngine:
         *,
         address: str | None = None,
         actors: int | None = None,
-        batch_size: int = 16,
+        batch_size: int = 4,
         wave: int = 4096,
         galleries: str | Path | None = "auto",
         runtime: str | None = None,
