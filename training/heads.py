@@ -50,6 +50,7 @@ FIVE_CROPS = (
     (0.4, 0.4, 1.0, 1.0),
     (0.2, 0.2, 0.8, 0.8),
 )
+IVORY_LOOKALIKES = ("ceramic_porcelain", "figurine", "antique", "jewellery")
 STAGES = {"tf_efficientnet_lite0": 7, "tf_efficientnet_lite1": 7, "tf_efficientnet_lite2": 7}
 INPUT_SIZE = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
 
@@ -70,6 +71,9 @@ class HeadsConfig:
     hidden: int = 0  # 0: a linear head; >0: one hidden ReLU layer of this width
     head_dropout: float = 0.5  # on the features and the hidden layer (hidden > 0 only)
     crops: list = field(default_factory=lambda: [list(c) for c in FIVE_CROPS])
+    # the weight of look-alike photos (carvings, ceramics, figurines, antiques, jewellery) in the
+    # ivory output's loss: >1 pushes ivory scores on them down (the threshold floor is set on them)
+    ivory_lookalike_weight: float = 1.0
     extra_train: list = field(default_factory=list)  # `wildscan feedback export` folders: officers' labels
     finetune_stages: int = 0  # >0: the last stages are fine-tuned after the head (training.tail)
     finetune_epochs: int = 4
@@ -360,7 +364,12 @@ def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0)
         or [np.zeros(0, int)]
     )
     name = "train" if not limit_per_class else "train-small"
-    return views_of(train_ex, views), name, y, listing_mask(y, listing_rows, labels)
+    mask = listing_mask(y, listing_rows, labels)
+    if cfg.ivory_lookalike_weight != 1.0 and "ivory" in labels:
+        lookalikes = [labels.index(c) for c in IVORY_LOOKALIKES if c in labels]
+        rows = y[:, lookalikes].any(1)
+        mask[rows, labels.index("ivory")] *= cfg.ivory_lookalike_weight
+    return views_of(train_ex, views), name, y, mask
 
 
 def officers_photos(cfg: HeadsConfig, labels: list[str]) -> list[data.Example]:
