@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import io
 import multiprocessing as mp
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fuzz_images import gif_claiming, png_claiming
 
 
 def cases() -> dict[str, bytes]:
@@ -37,18 +38,9 @@ def cases() -> dict[str, bytes]:
         buffer = io.BytesIO()
         photo.resize(size).save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {"compress_level": 1}))
         out[name] = buffer.getvalue()
-    gif = b"GIF89a" + struct.pack("<HHBBB", 6324, 6324, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
-    out["GIF claiming 6324x6324"] = gif + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00\x3b"
-    out["PNG 1x39,999,999"] = _png_header(1, 39_999_999)
+    out["GIF claiming 6324x6324"] = gif_claiming(6324, 6324)
+    out["PNG 1x39,999,999"] = png_claiming(1, 39_999_999)
     return out
-
-
-def _png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
 
 
 def measure(payload: bytes, queue) -> None:

@@ -59,8 +59,8 @@ def seeds(count: int = 4) -> list[tuple[str, bytes]]:
         out.append(("jpeg-cmyk", _encode(rgb.convert("CMYK"), "JPEG")))
         frames = [rgb.rotate(angle) for angle in (90, 180)]
         out.append(("gif-animated", _encode(rgb, "GIF", save_all=True, append_images=frames, duration=100)))
-    out.append(("gif-bomb", _gif_claiming(6324, 6324)))
-    out.append(("png-bomb", _png_claiming(20000, 20000)))
+    out.append(("gif-bomb", gif_claiming(6324, 6324)))
+    out.append(("png-bomb", png_claiming(20000, 20000)))
     return out
 
 
@@ -70,12 +70,12 @@ def _encode(img, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-def _gif_claiming(width: int, height: int) -> bytes:
+def gif_claiming(width: int, height: int) -> bytes:
     header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
     return header + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00\x3b"
 
 
-def _png_claiming(width: int, height: int) -> bytes:
+def png_claiming(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, payload: bytes) -> bytes:

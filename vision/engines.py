@@ -62,23 +62,22 @@ def choose(setting: str, parity: dict | None) -> tuple[str, str]:
     if setting not in RUNTIMES:
         raise BundleError(f"WILDSCAN_RUNTIME must be one of {', '.join(RUNTIMES)}, not {setting!r}", "bad_settings")
     bf16_ok = bool((parity or {}).get(PARITY_KEY, {}).get("passed"))
+    if setting.startswith("openvino") and not openvino_installed():
+        raise BundleError(f"WILDSCAN_RUNTIME={setting} but openvino is not installed (pip install openvino)")
     if setting.startswith("openvino-"):
-        if not openvino_installed():
-            raise BundleError(f"WILDSCAN_RUNTIME={setting} but openvino is not installed (pip install openvino)")
         return "openvino", setting.split("-", 1)[1]
     if setting == "openvino":
-        if not openvino_installed():
-            raise BundleError("WILDSCAN_RUNTIME=openvino but openvino is not installed (pip install openvino)")
         return "openvino", "bf16" if native_bf16() and bf16_ok else "fp32"
     if setting == "auto" and bf16_ok and native_bf16() and openvino_installed():
         return "openvino", "bf16"
     return "onnxruntime", "fp32"
 
 
-def runtime_setting_of(runtime: str, precision: str) -> str:
-    """The explicit setting that loads exactly ``runtime`` in ``precision`` (for worker processes
-    that must run what their driver chose)."""
-    return "onnxruntime" if runtime == "onnxruntime" else f"openvino-{precision}"
+def runtime_setting_of(model: dict) -> str:
+    """The explicit setting that loads exactly the runtime and precision of a record's ``model``
+    block (``onnxruntime`` when it names none): what worker processes run and scans key on."""
+    runtime = model.get("runtime") or "onnxruntime"
+    return "onnxruntime" if runtime == "onnxruntime" else f"openvino-{model.get('precision') or 'fp32'}"
 
 
 def open_engine(onnx_path: Path, runtime: str, precision: str, *, intra_threads: int = 1, inter_threads: int = 1):

@@ -21,6 +21,16 @@ _RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def visible_result(result_id: str, key: KeyInfo, state: AppState) -> dict:
+    """The stored record ``result_id`` if this key may see it (its own, or any for an admin); else 404."""
+    record = None
+    if _RESULT_ID.match(result_id):
+        record = state.store.get_result(result_id, key_name=None if key.is_admin else key.name)
+    if record is None:
+        raise api_error(404, "not_found", f"no result with id {result_id!r} for this key")
+    return record
+
+
 @router.get(
     "/v1/results/{result_id}", tags=["results"], responses={401: ERRORS[401], 404: {"description": "no such result"}}
 )
@@ -31,11 +41,7 @@ def get_result(
     state: AppState = Depends(get_state),
 ) -> dict:
     """An earlier result record. Keys with role ``user`` see only their own results."""
-    record = None
-    if _RESULT_ID.match(result_id):
-        record = state.store.get_result(result_id, key_name=None if key.is_admin else key.name)
-    if record is None:
-        raise api_error(404, "not_found", f"no result with id {result_id!r} for this key")
+    record = visible_result(result_id, key, state)
     record["feedback"] = state.store.feedback_for(result_id)
     return describe(record, lang) if lang else record
 
@@ -74,11 +80,7 @@ def give_feedback(
 ) -> dict:
     """Mark a result correct, or wrong with the category the photo really shows. Stored with who
     and when in the audit store; ``wildscan feedback export`` turns it into labelled data."""
-    record = None
-    if _RESULT_ID.match(result_id):
-        record = state.store.get_result(result_id, key_name=None if key.is_admin else key.name)
-    if record is None:
-        raise api_error(404, "not_found", f"no result with id {result_id!r} for this key")
+    record = visible_result(result_id, key, state)
     if not record.get("label"):
         raise api_error(409, "no_prediction", "this result has no prediction to confirm or correct")
     label = feedback.label or (record["label"] if feedback.verdict == "correct" else None)

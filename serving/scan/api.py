@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vision.engines import runtime_setting_of
 from vision.errors import Reason, WildscanError
 
 if TYPE_CHECKING:
@@ -87,8 +88,9 @@ def scorer_key(classifier) -> str:
 
     info = classifier.model_info()
     key = info["sha256"]
-    if (info.get("runtime"), info.get("precision")) not in ((None, None), ("onnxruntime", "fp32")):
-        key += f"+{info['runtime']}-{info['precision']}"  # another runtime: its own results
+    runtime = runtime_setting_of(info)
+    if runtime != "onnxruntime":
+        key += f"+{runtime}"  # another runtime: its own results
     galleries = getattr(classifier, "galleries", None)
     versions = galleries.index().versions if galleries is not None else None
     if versions:
@@ -132,8 +134,6 @@ def scan(
     """
     import tempfile
 
-    from vision.engines import runtime_setting_of
-
     from .inputs import Columns, iter_items
     from .outputs import output_format
     from .store import ScanStore, default_db_path
@@ -149,7 +149,7 @@ def scan(
     columns = Columns(path=path_column, bytes=bytes_column)
     with tempfile.TemporaryDirectory(prefix="wildscan-scan-") as tmp:
         galleries = classifier.pin_galleries(tmp)  # one version of the galleries for the whole run
-        runtime = runtime_setting_of(classifier.model_info()["runtime"], classifier.model_info()["precision"])
+        runtime = runtime_setting_of(classifier.model_info())
         runner = make_engine(engine, model_path, workers=workers, batch_size=batch_size, address=address,
                              galleries=galleries, runtime=runtime)  # fmt: skip
         with ScanStore(db_path, scorer_key(classifier)) as store:

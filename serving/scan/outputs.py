@@ -82,26 +82,8 @@ GALLERY_COLUMNS = [
     "head_score",
     "head_flagged",
 ]
-RECORD_FIELDS = {
-    "label_name",
-    "legal_note",
-    "matched_by",
-    "gallery",
-    "references",
-    "head",
-    "path",
-    "sha256",
-    "pdq",
-    "width",
-    "height",
-    "label",
-    "score",
-    "flagged",
-    "possible",
-    "scores",
-    "model",
-    "error",
-}
+# The record's fields that have their own columns (HEAD, or flattened on purpose): the rest are extras.
+RECORD_FIELDS = (set(HEAD) - {"item_id"}) | {"scores", "model", "error", "matched_by", "gallery", "references", "head"}
 _INT = {"width", "height", "cluster_id", "cluster_size", "gallery_version"}
 _FLOAT = {"score", "gallery_similarity", "gallery_threshold", "gallery_confidence", "head_score"}
 _BOOL = {"flagged", "head_flagged"}
