@@ -51,17 +51,18 @@ def measure(payload: bytes, queue) -> None:
 
     cfg = create_model(galleries=None).preprocess
     Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark (VmHWM) to the current RSS
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     started = time.perf_counter()
     result = prepare_image("case", payload, cfg, max_pixels=40_000_000, max_decoded_bytes=256 * 2**20)
     seconds = time.perf_counter() - started
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     outcome = "usable" if isinstance(result, PreparedImage) else f"refused: {result.error_reason}"
     queue.put((peak - before, seconds, outcome))
 
 
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def status_mib(field: str, pid: int | str = "self") -> float:
+    """A memory figure (``VmRSS``, ``VmHWM``...) of process ``pid`` in MiB (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")

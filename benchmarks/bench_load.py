@@ -20,14 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_api import make_photos, resolve_model, start_server, throughput
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of process ``pid`` in MiB (Linux ``/proc``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from bench_decode_memory import status_mib
 
 
 def run(model: str, arenas: int, args: argparse.Namespace, photos) -> list[tuple[str, float, float]]:
@@ -39,10 +32,10 @@ def run(model: str, arenas: int, args: argparse.Namespace, photos) -> list[tuple
     with tempfile.TemporaryDirectory() as tmp:
         proc, url, key = start_server(model, 1, Path(tmp))
         try:
-            rows.append(("after start", rss_mib(proc.pid), float("nan")))
+            rows.append(("after start", status_mib("VmRSS", proc.pid), float("nan")))
             for r in range(1, args.rounds + 1):
                 rate = throughput(url, key, photos, args.concurrency, args.seconds)  # raises on any non-200
-                rows.append((f"after round {r}", rss_mib(proc.pid), rate))
+                rows.append((f"after round {r}", status_mib("VmRSS", proc.pid), rate))
         finally:
             proc.terminate()
             proc.wait(30)

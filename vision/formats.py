@@ -28,8 +28,8 @@ def say_skipped(command: str, skipped: list[Path], name_them: bool) -> str:
     """The line (or lines, with ``name_them``) that a command prints about skipped files."""
     if not skipped:
         return ""
-    lines = [
+    head = (
         f"wildscan {command}: skipped {len(skipped)} file(s) in the folders whose names are not images "
         f"({', '.join(sorted(IMAGE_SUFFIXES))})" + ("" if name_them else "; --list-skipped names them")
-    ]
-    return "\n".join(lines + ([f"  skipped: {p}" for p in skipped] if name_them else []))
+    )
+    return "\n".join([head, *(f"  skipped: {p}" for p in skipped if name_them)])

@@ -6,11 +6,11 @@ from __future__ import annotations
 import io
 import threading
 import time
-from pathlib import Path
 
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from memory import status_mib
 from PIL import Image
 
 from serving.app import create_app
@@ -78,12 +78,12 @@ def test_timed_out_uploads_never_decode_past_the_limit(tiny_bundle, tmp_path, ph
         response = client.post("/v1/classify", files=files, headers={"Authorization": f"Bearer {key}"})
         statuses.append(response.status_code)
 
-    rss = [rss_mib()]
+    rss = [status_mib("VmRSS")]
     done = threading.Event()
 
     def sample() -> None:  # this process's resident memory, every 10 ms, during the burst
         while not done.wait(0.01):
-            rss.append(rss_mib())
+            rss.append(status_mib("VmRSS"))
 
     with TestClient(app) as client:
         sampler = threading.Thread(target=sample)
@@ -104,11 +104,3 @@ def test_timed_out_uploads_never_decode_past_the_limit(tiny_bundle, tmp_path, ph
         assert limit.running == 0  # abandoned work stopped soon after its requests were gone
     # 24 uploads of 17 MB of pixels each: decoded all at once they would take well over 1 GB
     assert max(rss) - rss[0] < 400, f"resident memory grew by {max(rss) - rss[0]:.0f} MiB"
-
-
-def rss_mib() -> float:
-    """This process's resident memory in MiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0

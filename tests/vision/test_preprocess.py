@@ -3,10 +3,10 @@
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from memory import reset_peak, status_mib
 from PIL import Image
 
 from vision.errors import ImageError
@@ -231,15 +231,9 @@ def test_decode_memory_is_capped_from_the_header_before_decoding():
     assert decode_cost("RGB", 8000, 5000) <= DEFAULT_MAX_DECODED_BYTES  # a 40 MP RGB photo is within it
 
 
-def status_mib(field: str) -> float:
-    """A memory figure of this process from /proc/self/status, in MiB (Linux)."""
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
-
-
 def test_absurd_proportions_and_pixels_out_of_proportion_to_the_file_are_refused_before_decoding(real):
     thin = png_header_only(1, 39_999_999)  # under the 40 MP cap; it once took 0.84 GB to decode
-    Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak resident memory
+    reset_peak()
     before = status_mib("VmRSS")
     with pytest.raises(ImageError, match="50:1") as refused:
         load_image(thin)
