@@ -21,9 +21,8 @@ from pathlib import Path
 from vision.errors import ImageError
 from vision.preprocess import DEFAULT_MAX_BYTES, load_image
 from vision.records import utc_now
-from vision.taxonomy import label_name
 
-from .report import Report, as_bool, as_int, build_report
+from .report import Report, as_bool, as_int, build_report, category_text
 
 THUMB_SIDE = 160
 DAY_COLUMNS = ("posted_at", "captured_at", "date", "created_at")  # the ad's own date, when the crawl has one
@@ -246,12 +245,7 @@ def _link(url) -> str:
 
 
 def _name(label) -> str:
-    if not label:
-        return ""
-    try:
-        return _e(f"{label_name(str(label))} [{label}]")
-    except KeyError:
-        return _e(str(label))
+    return _e(category_text(str(label))) if label else ""
 
 
 def _e(value) -> str:

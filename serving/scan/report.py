@@ -107,13 +107,13 @@ def format_report(report: Report, top: int = 10) -> str:
         lines.append("  failures: " + _counts(report.failures))
     lines.append("")
     lines.append("Flagged by category:")
-    lines += [f"  {n:>6}  {_category(label)}" for label, n in report.by_category.most_common()] or ["  (none)"]
+    lines += [f"  {n:>6}  {category_text(label)}" for label, n in report.by_category.most_common()] or ["  (none)"]
     lines.append("")
     lines.append("Flags decided by a reference gallery (not by the model), by gallery version:")
     lines += [f"  {n:>6}  {name}" for name, n in report.by_gallery.most_common()] or ["  (none)"]
     lines.append("")
     lines.append("Possible matches below the flag threshold (check by eye), by category:")
-    lines += [f"  {n:>6}  {_category(label)}" for label, n in report.possible.most_common()] or ["  (none)"]
+    lines += [f"  {n:>6}  {category_text(label)}" for label, n in report.possible.most_common()] or ["  (none)"]
     for title, present, groups in (
         ("seller", report.has_seller, report.by_seller),
         ("platform", report.has_platform, report.by_platform),
@@ -124,7 +124,7 @@ def format_report(report: Report, top: int = 10) -> str:
             lines.append(f"  (the results have no '{title}' column)")
             continue
         ranked = sorted(groups.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:top]
-        lines += [f"  {sum(c.values()):>6}  {name}: {_counts(c, _category)}" for name, c in ranked] or ["  (none)"]
+        lines += [f"  {sum(c.values()):>6}  {name}: {_counts(c, category_text)}" for name, c in ranked] or ["  (none)"]
     lines.append("")
     lines.append(f"Largest near-duplicate clusters (top {top}):")
     clusters = report.largest_clusters(top)
@@ -138,7 +138,7 @@ def _cluster_line(c: Cluster) -> str:
         where.append(f"{len(c.sellers)} sellers")
     if c.platforms:
         where.append(f"{len(c.platforms)} platforms")
-    labels = _counts(c.labels, _category)
+    labels = _counts(c.labels, category_text)
     extra = f"; {', '.join(where)}" if where else ""
     return f"  cluster {c.cluster_id}: {c.size} photos, {c.flagged} flagged ({labels}){extra}; e.g. {c.examples[0]}"
 
@@ -147,7 +147,8 @@ def _counts(counter: Counter, name=str) -> str:
     return ", ".join(f"{name(k)} {v}" for k, v in counter.most_common())
 
 
-def _category(label: str) -> str:
+def category_text(label: str) -> str:
+    """``Name [label]`` in English; the label alone when the taxonomy lacks it; ``(failed)`` for none."""
     if not label:
         return "(failed)"
     try:
