@@ -49,6 +49,8 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         lines += selection_section(selection)
     lines += evaluation_section(bundle, metrics, export)
     lines += runtime_section(bundle.config.runtime_parity)
+    if (eval_dir / "agreement.json").exists():
+        lines += agreement_section(json.loads((eval_dir / "agreement.json").read_text()), bundle.config.preprocess)
     dev = json.loads((eval_dir / "devads.json").read_text()) if (eval_dir / "devads.json").exists() else None
     lines += ["", *targets_section(metrics, dev), "", extra_sections.strip(), ""]
     lines += LICENCE_AND_LIMITATIONS
@@ -221,6 +223,35 @@ def runtime_section(parity: dict) -> list[str]:
         "",
         "| metric | onnxruntime fp32 | OpenVINO bf16 |",
         "|---|---:|---:|",
+        *rows,
+    ]
+
+
+def agreement_section(agreement: dict, preprocess) -> list[str]:
+    """What a preprocessing change did to the same ONNX (``python -m training.agreement``)."""
+    ((what, change),) = agreement["change"].items()
+    adopted = getattr(preprocess, what) == change["candidate"]
+    names = {"clean": "test, clean", "ad": "test, ad-style", "listing": "test, listing scene", "dev_ads": "dev-ads"}
+    rows = []
+    for view, m in agreement["views"].items():
+        f1 = m.get("macro_f1_wildlife") or m["ivory_f1"]
+        rows.append(
+            f"| {names.get(view, view)} | {m['photos']} | {m['top1_agreement']:.3f} | {m['flag_agreement']:.3f} | "
+            f"{m['mean_max_probability_change']:.3f} / {m['max_probability_change']:.3f} | "
+            f"{f1['reference']:.4f} → {f1['candidate']:.4f} |"
+        )
+    return [
+        "",
+        "## Preprocessing change measured",
+        "",
+        f"{what}: {change['reference']} → {change['candidate']} on the same ONNX file (`python -m "
+        f"training.agreement`, {agreement['measured'][:10]}). Largest drop {agreement['max_drop'] * 100:.2f} "
+        f"points ({agreement['rule']}: {'passed' if agreement['passed'] else 'not passed'}); "
+        + (f"this bundle uses {change['candidate']}." if adopted else f"this bundle keeps {change['reference']}.")
+        + " F1: wildlife macro-F1 on the test views, ivory F1 at the shipped rule on dev-ads.",
+        "",
+        "| photos | n | same top label | same flag | probability change, mean / max | F1 before → after |",
+        "|---|---:|---:|---:|---:|---|",
         *rows,
     ]
 

@@ -65,6 +65,7 @@ def check(model_path, limit_per_class: int = 0, progress: bool = True) -> dict:
         "dev_ads_ivory_auc": {"onnxruntime_fp32": reference_ads["ivory_auc"], "openvino_bf16": ads["ivory_auc"]},
         "test_photos": found["clean"]["n"],
         "model_sha256": classifier.model_info()["sha256"],  # the record holds for this ONNX file only
+        "scoring": classifier.config.scoring_digest(),  # ... and for this preprocessing
         "measured": utc_now(),
     }
 

@@ -7,6 +7,7 @@ written by ``training`` at export time and read by everything that runs the mode
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,9 @@ LOGITS = "logits"
 EMBEDDING = "embedding"
 INPUT = "image"
 SCORE_MODES = ("softmax", "sigmoid")
+
+
+_SCORING = ("labels", "preprocess", "temperature", "score_mode", "object_labels", "crops_from")
 
 
 @dataclass
@@ -81,6 +85,13 @@ class BundleConfig:
         out = asdict(self)
         out["preprocess"] = self.preprocess.to_dict()
         return out
+
+    def scoring_digest(self) -> str:
+        """SHA-256 (16 hex) of what in the JSON decides a photo's scores (labels, preprocessing,
+        temperature, score mode, views): with the ONNX file, its runtime and the image bytes,
+        what a stored score depends on. Thresholds are left out: they decide from the scores."""
+        about = {k: v for k, v in self.to_dict().items() if k in _SCORING}
+        return hashlib.sha256(json.dumps(about, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
@@ -164,8 +175,13 @@ def load_bundle(
         raise BundleError(f"{json_path}: thresholds for labels the model lacks: {sorted(unknown)}")
     sha256 = sha256_file(onnx_path)
     setting = runtime or runtime_setting()
-    parity = {k: v for k, v in config.runtime_parity.items() if v.get("model_sha256") in (None, sha256)}
-    chosen, precision = choose(setting, parity)  # a parity record of another ONNX file does not count
+    digest = config.scoring_digest()
+    parity = {  # a parity record of another ONNX file, or of other preprocessing, does not count
+        k: v
+        for k, v in config.runtime_parity.items()
+        if v.get("model_sha256") in (None, sha256) and v.get("scoring") in (None, digest)
+    }
+    chosen, precision = choose(setting, parity)
     try:
         session = open_engine(onnx_path, chosen, precision, intra_threads=intra_threads, inter_threads=inter_threads)
     except BundleError:

@@ -72,7 +72,7 @@ def prepare_image(
     lazy = lazy_crops and bool(cfg.crops)
     try:
         tensor, decoded = load_for_model(data, cfg, whole_only=lazy, **limits)
-        pdq, _quality = pdq_hash(decoded.image)
+        pdq, _quality = pdq_hash(decoded.pdq_source(cfg))
     except WildscanError as e:
         return Result.failure(path, e, sha256=digest)
     except Exception as e:  # a decoder bug must not end a batch: record it and go on

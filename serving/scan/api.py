@@ -81,13 +81,15 @@ def load_classifier(model: str | None, thresholds: list[str]):
 
 def scorer_key(classifier) -> str:
     """What a stored result depends on besides the image bytes: the model's SHA-256, the
-    runtime and precision when not onnxruntime fp32, and the versions of its reference
-    galleries when it has any (new references, new results)."""
+    digest of what in its bundle JSON decides the scores (a new preprocessing on the same
+    ONNX file gives new scores; thresholds apply to stored scores), the runtime and precision
+    when not onnxruntime fp32, and the versions of its reference galleries when it has any
+    (new references, new results)."""
     import hashlib
     import json
 
     info = classifier.model_info()
-    key = info["sha256"]
+    key = f"{info['sha256']}+scoring:{classifier.config.scoring_digest()}"
     runtime = runtime_setting_of(info)
     if runtime != "onnxruntime":
         key += f"+{runtime}"  # another runtime: its own results

@@ -167,6 +167,21 @@ def test_thresholds_apply_to_stored_scores_without_rescoring(messy_folder, tiny_
     assert bad == 1 and "no category 'tiger'" in capsys.readouterr().err
 
 
+def test_a_new_preprocessing_on_the_same_onnx_rescores_every_photo(messy_folder, tiny_bundle, tmp_path):
+    """Stored scores are keyed on what decides them: the same ONNX file with another resize
+    in its bundle JSON must not reuse the old scores, as thresholds may."""
+    out = tmp_path / "r.jsonl"
+    first = scan([str(messy_folder)], [out], model=str(tiny_bundle))
+    json_path = tiny_bundle.with_suffix(".json")
+    config = json.loads(json_path.read_text())
+    config["preprocess"]["interpolation"] = "area"
+    json_path.write_text(json.dumps(config))
+    second = scan([str(messy_folder)], [out], model=str(tiny_bundle))
+    assert first.new > 0 and (second.new, second.done_before) == (first.new, 0)
+    third = scan([str(messy_folder)], [out], model=str(tiny_bundle))
+    assert (third.new, third.done_before) == (0, first.new)
+
+
 # --- inputs and outputs ------------------------------------------------------------------
 
 

@@ -50,6 +50,42 @@ def test_a_runtime_that_cannot_be_had_is_refused(monkeypatch):
         engines.choose("tensorrt", {})
 
 
+def test_a_parity_record_counts_only_for_its_onnx_file_and_preprocessing(tiny_bundle, monkeypatch):
+    import json
+
+    from vision import bundle
+    from vision.hashing import sha256_file
+
+    monkeypatch.setattr(engines, "native_bf16", lambda: True)
+    monkeypatch.setattr(engines, "openvino_installed", lambda: True)
+    opened = []
+    real_open = bundle.open_engine
+    monkeypatch.setattr(
+        bundle,
+        "open_engine",
+        lambda path, *how, **kw: opened.append(how) or real_open(path, "onnxruntime", "fp32", **kw),
+    )
+    onnx_path, json_path = bundle_paths(tiny_bundle)
+    config = json.loads(json_path.read_text())
+    record = {
+        "passed": True,
+        "model_sha256": sha256_file(onnx_path),
+        "scoring": bundle.BundleConfig.from_dict(config).scoring_digest(),
+    }
+    for changed, expected in [
+        ({}, ("openvino", "bf16")),
+        ({"record": {"model_sha256": "0" * 64}}, ("onnxruntime", "fp32")),  # measured on another ONNX file
+        ({"preprocess": {"interpolation": "area"}}, ("onnxruntime", "fp32")),  # measured with another resize
+        ({"thresholds": {"ivory": 0.9}}, ("openvino", "bf16")),  # thresholds do not change the scores
+    ]:
+        current = {**config, "runtime_parity": {engines.PARITY_KEY: {**record, **changed.get("record", {})}}}
+        current["preprocess"] = {**config["preprocess"], **changed.get("preprocess", {})}
+        current["thresholds"] = {**config["thresholds"], **changed.get("thresholds", {})}
+        json_path.write_text(json.dumps(current))
+        bundle.load_bundle(tiny_bundle, runtime="auto")
+        assert opened.pop() == expected, changed
+
+
 def real_batch(classifier: Classifier, photo) -> np.ndarray:
     labels = ("ivory_carving", "reef_coral_live", "ceramic_lookalike", "snake_live", "product_photo", "bird_wild")
     return np.stack([load_for_model(photo(label).read_bytes(), classifier.preprocess)[0] for label in labels])

@@ -86,6 +86,37 @@ def test_fast_jpeg_path_stays_within_stated_tolerance(real):
     assert np.abs(fast - full).mean() < 0.02
 
 
+@pytest.mark.parametrize("interpolation", ["area", "linear"])
+@pytest.mark.parametrize("mode", ["squash", "center_crop", "letterbox"])
+def test_opencv_resizes_stay_close_to_pillows_bicubic(real, interpolation, mode):
+    """The fast resizes (bundles from 2.0.2) against Pillow's bicubic on a real photo, as it
+    comes and enlarged to 1600x1200 (as a PNG would arrive: no DCT-reduced decode before)."""
+    for image in (real, real.resize((1600, 1200), Image.Resampling.BICUBIC)):
+        ours = resize_for_model(image, PreprocessConfig(resize_mode=mode, crop_pct=0.875, interpolation=interpolation))
+        pillow = resize_for_model(image, PreprocessConfig(resize_mode=mode, crop_pct=0.875))
+        assert ours.shape == pillow.shape == (224, 224, 3) and ours.dtype == np.uint8
+        assert np.abs(ours.astype(np.float32) - pillow).mean() < 5  # of 255; a 7x shrink without the reduction: 18
+
+
+@pytest.mark.parametrize("interpolation", ["area", "linear"])
+def test_large_shrinks_average_instead_of_aliasing(interpolation):
+    """One-pixel black and white stripes shrunk 7x must turn grey: the whole-factor box
+    reduction before OpenCV's resize (which samples only a few pixels) sees to that."""
+    import cv2
+
+    stripes = np.zeros((1200, 1600, 3), np.uint8)
+    stripes[:, ::2] = 255
+    ours = resize_for_model(Image.fromarray(stripes), PreprocessConfig(interpolation=interpolation))
+    assert abs(ours.mean() - 127.5) < 3 and ours.std() < 15  # an odd factor (7) leaves 3 or 4 white of 7
+    sampled = cv2.resize(stripes, (224, 224), interpolation=cv2.INTER_LINEAR)
+    assert sampled.std() > 60  # what the reduction prevents
+
+
+def test_unknown_interpolation_is_refused():
+    with pytest.raises(ValueError, match="interpolation"):
+        PreprocessConfig(interpolation="sinc")
+
+
 def test_exif_rotated_photo_is_turned_upright(real):
     exif = Image.Exif()
     exif[0x0112] = 6  # camera held sideways: rotate 90 degrees clockwise to view
@@ -190,8 +221,8 @@ def test_corrupt_jpeg_body_is_refused_not_crashed(real):
 
 
 def test_pdq_of_the_reduced_decode_matches_the_full_size_hash(shared_data, manifest):
-    """A scan hashes the DCT-reduced decode on PDQ's 64x64 grid; that must stay the 'same
-    picture' as the full-size photo, and far from other photos."""
+    """A scan hashes the model-size image of the DCT-reduced decode on PDQ's 64x64 grid; that
+    must stay the 'same picture' as the full-size photo, and far from other photos."""
     from vision.hashing import PDQ_MATCH_DISTANCE, pdq_distance, pdq_hash
 
     reduced, full = [], []
@@ -201,7 +232,7 @@ def test_pdq_of_the_reduced_decode_matches_the_full_size_hash(shared_data, manif
         data = jpeg_bytes(big)
         _, decoded = load_for_model(data, CFG, fast=True)
         assert decoded.image.size[0] < 1600
-        reduced.append(pdq_hash(decoded.image)[0])
+        reduced.append(pdq_hash(decoded.pdq_source(CFG))[0])  # the 224 px model input
         full.append(pdq_hash(load_image(data).image, max_side=1600)[0])
     same = [pdq_distance(a, b) for a, b in zip(reduced, full)]
     assert max(same) <= PDQ_MATCH_DISTANCE
