@@ -94,10 +94,12 @@ def print_agreement(engines: dict, images: np.ndarray) -> None:
 
 
 def print_parity(config, sha256: str) -> None:
+    from vision.bundle import current_parity
+
     print("\nwhole-split accuracy deltas (the bundle's parity records, python -m training.parity):")
-    records = {k: v for k, v in config.runtime_parity.items() if v.get("model_sha256") == sha256}
+    records = current_parity(config, sha256)
     if not records:
-        print("  none for this ONNX file: run python -m training.parity")
+        print("  none for this ONNX file and preprocessing: run python -m training.parity")
     for key, rec in records.items():
         rows = [(f"test {view}", m) for view, m in rec["wildlife_macro_f1"].items()]
         rows.append(("dev-ads ivory F1", rec["dev_ads_ivory_f1"]))

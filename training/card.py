@@ -49,8 +49,9 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
         lines += selection_section(selection)
     lines += evaluation_section(bundle, metrics, export)
     lines += runtime_section(bundle.config.runtime_parity)
-    if (eval_dir / "agreement.json").exists():
-        lines += agreement_section(json.loads((eval_dir / "agreement.json").read_text()), bundle.config.preprocess)
+    agreement = json.loads((eval_dir / "agreement.json").read_text()) if (eval_dir / "agreement.json").exists() else {}
+    if agreement.get("model", {}).get("sha256") == bundle.sha256:  # measured on this ONNX file
+        lines += agreement_section(agreement, bundle.config.preprocess)
     dev = json.loads((eval_dir / "devads.json").read_text()) if (eval_dir / "devads.json").exists() else None
     lines += ["", *targets_section(metrics, dev), "", extra_sections.strip(), ""]
     lines += LICENCE_AND_LIMITATIONS

@@ -99,10 +99,11 @@ def prf(flags: np.ndarray, positives: np.ndarray) -> dict:
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "flagged": int(flags.sum())}
 
 
-def evaluate(classifier: Classifier, ads: list[DevAd] | None = None) -> dict:
-    """dev-ads figures for a bundle at its shipped rule, plus cross-validated thresholds."""
+def evaluate(classifier: Classifier, ads: list[DevAd] | None = None, results: list | None = None) -> dict:
+    """dev-ads figures for a bundle at its shipped rule, plus cross-validated thresholds
+    (``results``: the classifier's results for ``scored(ads)`` when the caller has them)."""
     ads = scored(ads if ads is not None else load())
-    results = classifier.predict_files([a.path for a in ads])
+    results = results if results is not None else classifier.predict_files([a.path for a in ads])
     probs = np.array([[r.scores[lab] for lab in classifier.labels] for r in results], dtype=np.float64)
     labels = classifier.labels
     ivory = labels.index("ivory")

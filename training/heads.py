@@ -71,7 +71,7 @@ class HeadsConfig:
     hidden: int = 0  # 0: a linear head; >0: one hidden ReLU layer of this width
     head_dropout: float = 0.5  # on the features and the hidden layer (hidden > 0 only)
     crops: list = field(default_factory=lambda: [list(c) for c in FIVE_CROPS])
-    interpolation: str = "bicubic"  # the resize (vision.preprocess); "linear" is the fast one (bundles 2.1+)
+    interpolation: str = "bicubic"  # the resize (vision.preprocess); "linear" is the fast one (measured, not shipped)
     # the weight of look-alike photos (carvings, ceramics, figurines, antiques, jewellery) in the
     # ivory output's loss: >1 pushes ivory scores on them down (the threshold floor is set on them)
     ivory_lookalike_weight: float = 1.0

@@ -30,6 +30,14 @@ from .errors import TrainingError
 from .evaluate import VIEWS, evaluate_split
 
 MAX_DROP = 0.005  # the int8 rule: at most half a point of wildlife macro-F1 on any view
+RULE = f"wildlife macro-F1 of every test view and dev-ads ivory F1 within {MAX_DROP * 100:.1f} point"
+
+
+def verdict(pairs: list[tuple[float, float]], complete: bool) -> dict:
+    """The rule over ``(before, after)`` figure pairs: passed (only on complete splits), the
+    largest drop and the rule's text."""
+    max_drop = max(before - after for before, after in pairs)
+    return {"passed": bool(complete and max_drop <= MAX_DROP), "max_drop": round(max_drop, 4), "rule": RULE}
 
 
 def check(model_path, limit_per_class: int = 0, progress: bool = True) -> dict:
@@ -53,13 +61,10 @@ def check(model_path, limit_per_class: int = 0, progress: bool = True) -> dict:
         for view in VIEWS
     }
     ivory_f1 = {"onnxruntime_fp32": reference_ads["shipped_rule"]["f1"], "openvino_bf16": ads["shipped_rule"]["f1"]}
-    drops = [m["onnxruntime_fp32"] - m["openvino_bf16"] for m in macro.values()]
-    drops.append(ivory_f1["onnxruntime_fp32"] - ivory_f1["openvino_bf16"])
+    pairs = [(m["onnxruntime_fp32"], m["openvino_bf16"]) for m in [*macro.values(), ivory_f1]]
     complete = not limit_per_class and found["clean"]["n"] == reference["clean"]["n"]
     return {
-        "passed": bool(complete and max(drops) <= MAX_DROP),
-        "max_drop": round(max(drops), 4),
-        "rule": f"wildlife macro-F1 of every test view and dev-ads ivory F1 within {MAX_DROP * 100:.1f} point",
+        **verdict(pairs, complete),
         "wildlife_macro_f1": macro,
         "dev_ads_ivory_f1": ivory_f1,
         "dev_ads_ivory_auc": {"onnxruntime_fp32": reference_ads["ivory_auc"], "openvino_bf16": ads["ivory_auc"]},

@@ -89,7 +89,9 @@ class BundleConfig:
     def scoring_digest(self) -> str:
         """SHA-256 (16 hex) of what in the JSON decides a photo's scores (labels, preprocessing,
         temperature, score mode, views): with the ONNX file, its runtime and the image bytes,
-        what a stored score depends on. Thresholds are left out: they decide from the scores."""
+        what a stored score depends on. Thresholds are left out: they decide from the scores.
+        Every preprocessing field counts, defaults included: a field added later changes the
+        digest (scans rescore once; runtime parity is measured again)."""
         about = {k: v for k, v in self.to_dict().items() if k in _SCORING}
         return hashlib.sha256(json.dumps(about, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -144,6 +146,17 @@ def bundle_paths(path: str | Path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".onnx"), p.with_name(p.name + ".json")
 
 
+def current_parity(config: BundleConfig, sha256: str) -> dict:
+    """The runtime parity records that hold for this ONNX file (``sha256``) and this JSON's
+    scoring (preprocessing...): a record measured on other weights or other inputs does not count."""
+    digest = config.scoring_digest()
+    return {
+        key: record
+        for key, record in config.runtime_parity.items()
+        if record.get("model_sha256") == sha256 and record.get("scoring") == digest
+    }
+
+
 def load_bundle(
     path: str | Path, *, intra_threads: int = 1, inter_threads: int = 1, runtime: str | None = None
 ) -> ModelBundle:
@@ -175,13 +188,7 @@ def load_bundle(
         raise BundleError(f"{json_path}: thresholds for labels the model lacks: {sorted(unknown)}")
     sha256 = sha256_file(onnx_path)
     setting = runtime or runtime_setting()
-    digest = config.scoring_digest()
-    parity = {  # a parity record of another ONNX file, or of other preprocessing, does not count
-        k: v
-        for k, v in config.runtime_parity.items()
-        if v.get("model_sha256") in (None, sha256) and v.get("scoring") in (None, digest)
-    }
-    chosen, precision = choose(setting, parity)
+    chosen, precision = choose(setting, current_parity(config, sha256))
     try:
         session = open_engine(onnx_path, chosen, precision, intra_threads=intra_threads, inter_threads=inter_threads)
     except BundleError:

@@ -47,7 +47,9 @@ def pdq_hash(image: Image.Image | np.ndarray, max_side: int | None = None) -> tu
     import pdqhash  # a compiled extension; imported here so `vision` imports stay light
 
     if isinstance(image, np.ndarray):  # uint8 RGB (HWC): area-average onto PDQ's grid
-        import cv2
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or max_side is not None:
+            raise ValueError(f"pdq_hash takes uint8 H x W x 3 arrays without max_side, got {image.dtype} {image.shape}")
+        import cv2  # already loaded by vision.preprocess, which made the array
 
         bits, quality = pdqhash.compute(cv2.resize(image, (PDQ_GRID, PDQ_GRID), interpolation=cv2.INTER_AREA))
         return bits_to_hex(bits), int(quality)

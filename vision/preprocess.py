@@ -1,4 +1,4 @@
-"""Safe image decoding and the one preprocessing implementation (numpy + Pillow).
+"""Safe image decoding and the one preprocessing implementation (numpy, Pillow, OpenCV).
 
 Training evaluation, export checks, the API and the scanner all call :func:`load_image`
 and :func:`to_model_input`; training augmentation works on the decoded ``PIL.Image``
@@ -17,13 +17,13 @@ real photos upscaled to 1600x1200 the model input differs from a full decode by 
 absolute difference below 0.02 in normalised units (range [-1, 1]); ``tests`` holds that
 bound. Set ``fast=False`` to decode every pixel.
 
-Resizing: ``interpolation`` ``area`` and ``linear`` are OpenCV's, much cheaper than Pillow's
-filters on a 224 px target (per photo on crawl-like JPEGs: area 0.6 ms, linear 0.15 ms,
-Pillow's bicubic 1.0 ms). ``area`` averages the pixels each output pixel covers; ``linear``
-first box-reduces each side by the largest whole factor that keeps it at least the target
-size (what the DCT-reduced JPEG decode already did), so that its bilinear step never
-shrinks by 2x or more and cannot alias. The other names are Pillow's filters (bundles up to
-2.0.1 use ``bicubic``).
+Resizing: ``interpolation`` names one of Pillow's filters (bundles up to 2.0.1 use
+``bicubic``) or ``linear``: OpenCV's bilinear resize after a box reduction of each side by
+the largest whole factor that keeps it at least the target size (what the DCT-reduced JPEG
+decode already does). 0.15 ms per crawl-like photo against Pillow's bicubic 1.0 ms; the
+bilinear step then shrinks by less than 2x, where it samples without averaging, so detail
+finer than two pixels can still alias a little. Measured on the shipped model and not
+adopted by it (model card, "Preprocessing change measured").
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 # can claim 40 MP and cost close to a gigabyte on its way to RGB. 256 MiB admits a 40 MP RGB
 # PNG; JPEGs are counted at their reduced (draft) decoding size.
 DEFAULT_MAX_DECODED_BYTES = 256 * 2**20
+PDQ_MIN_SIDE = 128  # the smallest image a record's PDQ hash is taken from
 MAX_ASPECT = 50  # sides further apart than 50:1 are no photo (a 1 x 39,999,999 PNG took 0.84 GB)
 # A header claiming more pixels than this per byte of file (above 4 MP) is a bomb or a damaged
 # header: deflate (PNG, WebP lossless) cannot pack 3 bytes of RGB into less than 1/1000 byte.
@@ -98,10 +99,10 @@ _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
-# OpenCV's: area averaging, or bilinear after a whole-factor box reduction (see _resize)
-_CV2 = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
-INTERPOLATIONS = (*_RESAMPLE, *_CV2)
-cv2.setNumThreads(1)  # a 224 px resize gains nothing from threads; workers are already one per core
+INTERPOLATIONS = (*_RESAMPLE, "linear")  # linear: a whole-factor box reduction, then OpenCV's bilinear
+# For the whole process that imports vision: a 224 px resize gains nothing from threads, and
+# scan workers and API requests already run one per core.
+cv2.setNumThreads(1)
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,10 @@ class DecodedImage:
 
     def pdq_source(self, cfg: PreprocessConfig) -> Image.Image | np.ndarray:
         """What the record's PDQ hash is taken from: the model-size image when it shows the
-        whole photo (``squash``), which costs half as much to hash; else the decoded photo."""
-        squashed = cfg.resize_mode == "squash" and self.model_pixels is not None
-        return self.model_pixels if squashed else self.image  # type: ignore[return-value]
+        whole photo (``squash``) at 128 px or more, about a third of the cost to hash; else
+        the decoded photo (never below 128 px either: see :func:`load_for_model`)."""
+        usable = cfg.resize_mode == "squash" and cfg.input_size >= PDQ_MIN_SIDE
+        return self.model_pixels if usable and self.model_pixels is not None else self.image
 
 
 def load_image(
@@ -277,12 +279,12 @@ def resize_for_model(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
 
 
 def _resize(image: Image.Image, width: int, height: int, interpolation: str) -> np.ndarray:
-    if interpolation not in _CV2:
+    if interpolation != "linear":
         return np.asarray(image.resize((width, height), _RESAMPLE[interpolation], reducing_gap=3.0))
     factors = (max(1, image.width // width), max(1, image.height // height))
-    if interpolation == "linear" and factors != (1, 1):
+    if factors != (1, 1):
         image = image.reduce(factors)  # box average per axis, like the DCT-scaled decode; stays >= the target
-    return cv2.resize(np.asarray(image), (width, height), interpolation=_CV2[interpolation])
+    return cv2.resize(np.asarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def normalize(pixels: np.ndarray, cfg: PreprocessConfig, out: np.ndarray | None = None) -> np.ndarray:
@@ -331,13 +333,12 @@ def load_for_model(
     the whole photo's input alone, from the same decoded image (the crops can be made later
     from ``DecodedImage.image`` by :func:`crop_views`, identical to the eager ones)."""
     # never decode below 128 px: the PDQ hash of the record may be taken from this image
-    decoded = load_image(data, draft_size=max(cfg.decode_size, 128) if fast else None, **limits)
+    decoded = load_image(data, draft_size=max(cfg.decode_size, PDQ_MIN_SIDE) if fast else None, **limits)
     decoded.model_pixels = resize_for_model(decoded.image, cfg)
-    whole = normalize(decoded.model_pixels, cfg)
     if whole_only or not cfg.crops:
-        return whole, decoded
+        return normalize(decoded.model_pixels, cfg), decoded
     views = np.empty(cfg.input_shape(), dtype=np.float32)
-    views[0] = whole
+    normalize(decoded.model_pixels, cfg, out=views[0])
     crop_views(decoded.image, cfg, out=views[1:])
     return views, decoded
 

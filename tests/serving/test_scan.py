@@ -174,7 +174,7 @@ def test_a_new_preprocessing_on_the_same_onnx_rescores_every_photo(messy_folder,
     first = scan([str(messy_folder)], [out], model=str(tiny_bundle))
     json_path = tiny_bundle.with_suffix(".json")
     config = json.loads(json_path.read_text())
-    config["preprocess"]["interpolation"] = "area"
+    config["preprocess"]["interpolation"] = "linear"
     json_path.write_text(json.dumps(config))
     second = scan([str(messy_folder)], [out], model=str(tiny_bundle))
     assert first.new > 0 and (second.new, second.done_before) == (first.new, 0)
