@@ -57,11 +57,12 @@ def _pair(reference: dict, candidate: dict, key: str) -> dict:
     return {"reference": reference[key], "candidate": candidate[key]}
 
 
-def _measure(model: str | None, interpolation: str, limit_per_class: int, progress: bool):
-    """The bundle with ``interpolation``: its classifier, test-split metrics (with logits),
-    dev-ads metrics and dev-ads probabilities."""
+def _measure(model: str | None, interpolation: str | None, limit_per_class: int, progress: bool):
+    """The bundle with ``interpolation`` (None: its own): its classifier, test-split metrics
+    (with logits), dev-ads metrics and dev-ads probabilities."""
     classifier = create_model(model, intra_threads=2, galleries=None, runtime="onnxruntime")
-    classifier.config.preprocess = replace(classifier.preprocess, interpolation=interpolation)
+    if interpolation:
+        classifier.config.preprocess = replace(classifier.preprocess, interpolation=interpolation)
     split = evaluate_split(classifier, "test", limit_per_class=limit_per_class, return_logits=True, progress=progress)
     ads = devads.scored(devads.load())
     results = classifier.predict_files([a.path for a in ads])
@@ -74,8 +75,8 @@ def check(
 ) -> dict:
     """Reference (default: the bundle's own) vs candidate preprocessing of one bundle:
     agreement and metric changes."""
-    reference = reference or create_model(model, galleries=None, runtime="onnxruntime").preprocess.interpolation
     classifier, ref, ref_ads, ref_ad_probs = _measure(model, reference, limit_per_class, progress)
+    reference = classifier.preprocess.interpolation
     _, new, new_ads, new_ad_probs = _measure(model, interpolation, limit_per_class, progress)
     views = {}
     for view in VIEWS:

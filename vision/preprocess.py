@@ -299,12 +299,14 @@ def normalize(pixels: np.ndarray, cfg: PreprocessConfig, out: np.ndarray | None 
     return out
 
 
-def to_model_views(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
-    """The whole photo and each of ``cfg.crops`` as model inputs: ``cfg.input_shape()``."""
+def to_model_views(image: Image.Image, cfg: PreprocessConfig, pixels: np.ndarray | None = None) -> np.ndarray:
+    """The whole photo and each of ``cfg.crops`` as model inputs: ``cfg.input_shape()``.
+    ``pixels``: the whole photo already resized (:func:`resize_for_model`), when the caller has it."""
+    whole = resize_for_model(image, cfg) if pixels is None else pixels
     if not cfg.crops:
-        return to_model_input(image, cfg)
+        return normalize(whole, cfg)
     out = np.empty(cfg.input_shape(), dtype=np.float32)
-    to_model_input(image, cfg, out=out[0])
+    normalize(whole, cfg, out=out[0])
     crop_views(image, cfg, out=out[1:])
     return out
 
@@ -335,12 +337,9 @@ def load_for_model(
     # never decode below 128 px: the PDQ hash of the record may be taken from this image
     decoded = load_image(data, draft_size=max(cfg.decode_size, PDQ_MIN_SIDE) if fast else None, **limits)
     decoded.model_pixels = resize_for_model(decoded.image, cfg)
-    if whole_only or not cfg.crops:
+    if whole_only:
         return normalize(decoded.model_pixels, cfg), decoded
-    views = np.empty(cfg.input_shape(), dtype=np.float32)
-    normalize(decoded.model_pixels, cfg, out=views[0])
-    crop_views(decoded.image, cfg, out=views[1:])
-    return views, decoded
+    return to_model_views(decoded.image, cfg, pixels=decoded.model_pixels), decoded
 
 
 # --- helpers -------------------------------------------------------------------------------
