@@ -94,6 +94,7 @@ def rows(cfg: HeadsConfig, src: FeatureSource, head) -> list[dict]:
                 "ad_views": cfg.ad_views,
                 "ivory_lookalike_weight": cfg.ivory_lookalike_weight,
                 "epochs": cfg.epochs,
+                "ensemble": cfg.ensemble,
                 "views": mode,
                 "auc": round(metrics.roc_auc(score, positives), 4),
                 "cv_precision": round(cv["precision"], 4),
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=17, help="head initialisation and batch order (spread between seeds)")
+    p.add_argument("--ensemble", type=int, default=1, help="heads fitted with consecutive seeds, logits averaged")
     p.add_argument("--lookalike-weight", type=float, default=1.0, help="look-alikes' weight in the ivory loss")
     p.add_argument("--run", type=Path, help="score this trained run folder instead of training heads")
     p.add_argument("--append", type=Path, help="append the rows to this JSON list")
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         hidden=args.hidden,
         epochs=args.epochs,
         seed=args.seed,
+        ensemble=args.ensemble,
         ivory_lookalike_weight=args.lookalike_weight,
     )
     found = compare_run(args.run) if args.run else compare(cfg)

@@ -36,7 +36,7 @@ from vision.runtime import Classifier
 from . import data
 from .errors import TrainingError
 from .features import ViewSpec, render
-from .heads import first_linear
+from .headfit import first_linear
 from .model import build
 from .train import TrainConfig, fine_tuned_part
 
@@ -56,9 +56,10 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, dict, torch.nn.Module]:
     )
     recipe = json.loads((run_dir / "config.json").read_text())
     if recipe.get("hidden"):  # model 2 recipe: an MLP head (training.heads)
-        from .heads import make_head
+        from .headfit import make_head
 
-        net.top.classifier = make_head(net.top.classifier.in_features, len(calibration["labels"]), recipe["hidden"])
+        n, ensemble = len(calibration["labels"]), recipe.get("ensemble", 1)
+        net.top.classifier = make_head(net.top.classifier.in_features, n, recipe["hidden"], ensemble=ensemble)
     net.top.load_state_dict(torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True))
     if (run_dir / "trunk.pt").exists():  # end-to-end runs fine-tune the trunk too
         net.trunk.load_state_dict(torch.load(run_dir / "trunk.pt", map_location="cpu", weights_only=True))

@@ -28,6 +28,7 @@ from vision.taxonomy import get_category
 
 from . import data
 from .features import ViewSpec, cached_features
+from .headfit import fit_heads, head_logits
 from .model import build
 from .rule import (
     IVORY_MAX_FALSE_FLAG,
@@ -70,6 +71,7 @@ class HeadsConfig:
     class_weight_power: float = 0.5
     hidden: int = 0  # 0: a linear head; >0: one hidden ReLU layer of this width
     head_dropout: float = 0.5  # on the features and the hidden layer (hidden > 0 only)
+    ensemble: int = 1  # heads fitted with seeds seed, seed + 1, ..., their logits averaged (training.headfit)
     crops: list = field(default_factory=lambda: [list(c) for c in FIVE_CROPS])
     interpolation: str = "bicubic"  # the resize (vision.preprocess); "linear" is the fast one (measured, not shipped)
     # the weight of look-alike photos (carvings, ceramics, figurines, antiques, jewellery) in the
@@ -245,60 +247,6 @@ def targets_matrix(examples: list[data.Example], labels: list[str]) -> np.ndarra
     y = np.zeros((len(examples), len(labels)), np.float32)
     y[np.arange(len(examples)), [index[ex.cls] for ex in examples]] = 1.0
     return y
-
-
-def make_head(in_dim: int, n: int, hidden: int = 0, dropout: float = 0.0) -> nn.Module:
-    """A linear head, or with ``hidden`` one hidden ReLU layer (dropout on its inputs)."""
-    if not hidden:
-        return nn.Linear(in_dim, n)
-    return nn.Sequential(
-        nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n)
-    )
-
-
-def first_linear(head: nn.Module) -> nn.Linear:
-    return head if isinstance(head, nn.Linear) else next(m for m in head.modules() if isinstance(m, nn.Linear))
-
-
-def fit_heads(x: np.ndarray, y: np.ndarray, cfg: HeadsConfig, mask: np.ndarray | None = None) -> nn.Module:
-    """A linear one-vs-rest head (binary cross-entropy per label) on features ``x``.
-
-    Rows are weighted by their class's count ** -``class_weight_power``; ``mask`` (same
-    shape as ``y``) zeroes loss entries that are unknown (a listing scene's background).
-    """
-    torch.manual_seed(cfg.seed)
-    from .tail import row_weights
-
-    mean, std = x.mean(0), x.std(0) + 1e-6
-    xt = torch.from_numpy((x - mean) / std)
-    yt, wt = torch.from_numpy(y), torch.from_numpy(row_weights(y, cfg.class_weight_power))
-    mt = torch.from_numpy(mask if mask is not None else np.ones_like(y))
-    head = make_head(x.shape[1], y.shape[1], cfg.hidden, cfg.head_dropout)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * -(-len(x) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
-    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    head.train()
-    for _ in range(cfg.epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
-            loss = (loss_fn(head(xt[idx]), yt[idx]) * mt[idx]).sum(1) * wt[idx]
-            opt.zero_grad()
-            loss.mean().backward()
-            opt.step()
-            sched.step()
-    # fold the standardisation into the first layer: W (x - mean) / std + b
-    layer = first_linear(head)
-    with torch.no_grad():
-        w = layer.weight / torch.from_numpy(std)
-        layer.bias -= (w * torch.from_numpy(mean)).sum(1)
-        layer.weight.copy_(w)
-    return head.eval()
-
-
-def head_logits(head: nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return head(torch.from_numpy(np.asarray(x, np.float32))).numpy()
 
 
 def save_run(cfg: HeadsConfig, net: nn.Module, head: nn.Module, calibration: dict) -> Path:

@@ -205,6 +205,7 @@ def heads_run(tmp_path_factory):
         name="tiny.heads",
         epochs=2,
         hidden=64,
+        ensemble=2,
         listing_views=1,
         out_dir=str(out),
         cache_dir=str(out / "cache"),
@@ -231,6 +232,7 @@ def test_heads_run_chooses_a_one_vs_rest_rule_with_crops(heads_run):
 
 def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
     from training.export import check_parity, export_onnx, load_run, parity_photos
+    from training.headfit import MeanOfHeads
     from vision.preprocess import PreprocessConfig
 
     cfg, _calibration, net = load_run(heads_run)
@@ -238,3 +240,8 @@ def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
     onnx_path = export_onnx(net, pre.input_size, tmp_path / "heads.onnx")
     report = check_parity(net, onnx_path, pre, parity_photos(1)[:3])
     assert report["max_abs_logit_diff"] < 1e-3 and report["photos"] == 3
+    # the recipe's two heads (seeds 17 and 18) come back from top.pt as two different heads
+    ensemble = net.top.classifier
+    assert isinstance(ensemble, MeanOfHeads) and len(ensemble.heads) == 2
+    first, second = (head[1].weight for head in ensemble.heads)
+    assert not torch.allclose(first, second)
