@@ -11,15 +11,25 @@ ranks real ads no better than one head, so the shipped recipe keeps ``ensemble: 
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-if TYPE_CHECKING:
-    from .heads import HeadsConfig
+
+class FitSettings(Protocol):
+    """What :func:`fit_heads` reads of ``training.heads.HeadsConfig``."""
+
+    seed: int
+    ensemble: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    class_weight_power: float
+    hidden: int
+    head_dropout: float
 
 
 class MeanOfHeads(nn.Module):
@@ -49,7 +59,7 @@ def first_linear(head: nn.Module) -> nn.Linear:
     return head if isinstance(head, nn.Linear) else next(m for m in head.modules() if isinstance(m, nn.Linear))
 
 
-def fit_heads(x: np.ndarray, y: np.ndarray, cfg: HeadsConfig, mask: np.ndarray | None = None) -> nn.Module:
+def fit_heads(x: np.ndarray, y: np.ndarray, cfg: FitSettings, mask: np.ndarray | None = None) -> nn.Module:
     """The one-vs-rest head (binary cross-entropy per label) on features ``x``; with
     ``cfg.ensemble`` > 1, that many heads fitted with seeds ``cfg.seed``, ``cfg.seed + 1``, …
     and averaged.
@@ -57,10 +67,12 @@ def fit_heads(x: np.ndarray, y: np.ndarray, cfg: HeadsConfig, mask: np.ndarray |
     Rows are weighted by their class's count ** -``class_weight_power``; ``mask`` (same
     shape as ``y``) zeroes loss entries that are unknown (a listing scene's background).
     """
-    if cfg.ensemble > 1:
-        one = replace(cfg, ensemble=1)
-        return MeanOfHeads([fit_heads(x, y, replace(one, seed=cfg.seed + k), mask) for k in range(cfg.ensemble)])
-    torch.manual_seed(cfg.seed)
+    heads = [_fit_one(x, y, cfg, cfg.seed + k, mask) for k in range(max(1, cfg.ensemble))]
+    return heads[0] if len(heads) == 1 else MeanOfHeads(heads)
+
+
+def _fit_one(x: np.ndarray, y: np.ndarray, cfg: FitSettings, seed: int, mask: np.ndarray | None) -> nn.Module:
+    torch.manual_seed(seed)
     from .tail import row_weights
 
     mean, std = x.mean(0), x.std(0) + 1e-6
@@ -72,7 +84,7 @@ def fit_heads(x: np.ndarray, y: np.ndarray, cfg: HeadsConfig, mask: np.ndarray |
     steps = cfg.epochs * -(-len(x) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seed)
     head.train()
     for _ in range(cfg.epochs):
         for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
