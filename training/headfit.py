@@ -67,39 +67,45 @@ def fit_heads(x: np.ndarray, y: np.ndarray, cfg: FitSettings, mask: np.ndarray |
     Rows are weighted by their class's count ** -``class_weight_power``; ``mask`` (same
     shape as ``y``) zeroes loss entries that are unknown (a listing scene's background).
     """
-    heads = [_fit_one(x, y, cfg, cfg.seed + k, mask) for k in range(max(1, cfg.ensemble))]
-    return heads[0] if len(heads) == 1 else MeanOfHeads(heads)
-
-
-def _fit_one(x: np.ndarray, y: np.ndarray, cfg: FitSettings, seed: int, mask: np.ndarray | None) -> nn.Module:
-    torch.manual_seed(seed)
     from .tail import row_weights
 
+    # standardised once for every seed; each head folds it back into its first layer
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std)
     yt, wt = torch.from_numpy(y), torch.from_numpy(row_weights(y, cfg.class_weight_power))
     mt = torch.from_numpy(mask if mask is not None else np.ones_like(y))
-    head = make_head(x.shape[1], y.shape[1], cfg.hidden, cfg.head_dropout)
+    heads = []
+    for k in range(max(1, cfg.ensemble)):
+        head = _fit_one(xt, yt, wt, mt, cfg, cfg.seed + k)
+        layer = first_linear(head)  # W (x - mean) / std + b
+        with torch.no_grad():
+            w = layer.weight / torch.from_numpy(std)
+            layer.bias -= (w * torch.from_numpy(mean)).sum(1)
+            layer.weight.copy_(w)
+        heads.append(head.eval())
+    return heads[0] if len(heads) == 1 else MeanOfHeads(heads)
+
+
+def _fit_one(
+    xt: torch.Tensor, yt: torch.Tensor, wt: torch.Tensor, mt: torch.Tensor, cfg: FitSettings, seed: int
+) -> nn.Module:
+    """One head trained with ``seed`` on standardised features ``xt``."""
+    torch.manual_seed(seed)
+    head = make_head(xt.shape[1], yt.shape[1], cfg.hidden, cfg.head_dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * -(-len(x) // cfg.batch_size)
+    steps = cfg.epochs * -(-len(xt) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
     gen = torch.Generator().manual_seed(seed)
     head.train()
     for _ in range(cfg.epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+        for idx in torch.randperm(len(xt), generator=gen).split(cfg.batch_size):
             loss = (loss_fn(head(xt[idx]), yt[idx]) * mt[idx]).sum(1) * wt[idx]
             opt.zero_grad()
             loss.mean().backward()
             opt.step()
             sched.step()
-    # fold the standardisation into the first layer: W (x - mean) / std + b
-    layer = first_linear(head)
-    with torch.no_grad():
-        w = layer.weight / torch.from_numpy(std)
-        layer.bias -= (w * torch.from_numpy(mean)).sum(1)
-        layer.weight.copy_(w)
-    return head.eval()
+    return head
 
 
 def head_logits(head: nn.Module, x: np.ndarray) -> np.ndarray:
