@@ -93,6 +93,7 @@ def rows(cfg: HeadsConfig, src: FeatureSource, head) -> list[dict]:
                 "finetune_stages": cfg.finetune_stages,
                 "ad_views": cfg.ad_views,
                 "ivory_lookalike_weight": cfg.ivory_lookalike_weight,
+                "balanced_pasting": cfg.balanced_pasting,
                 "epochs": cfg.epochs,
                 "ensemble": cfg.ensemble,
                 "views": mode,
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=17, help="head initialisation and batch order (spread between seeds)")
     p.add_argument("--ensemble", type=int, default=1, help="heads fitted with consecutive seeds, logits averaged")
     p.add_argument("--lookalike-weight", type=float, default=1.0, help="look-alikes' weight in the ivory loss")
+    p.add_argument(
+        "--balanced-pasting", action="store_true", help="pasted listing scenes in every class (training.listing)"
+    )
     p.add_argument("--run", type=Path, help="score this trained run folder instead of training heads")
     p.add_argument("--append", type=Path, help="append the rows to this JSON list")
     args = p.parse_args(argv)
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         ensemble=args.ensemble,
         ivory_lookalike_weight=args.lookalike_weight,
+        balanced_pasting=args.balanced_pasting,
     )
     found = compare_run(args.run) if args.run else compare(cfg)
     for row in found:

@@ -47,8 +47,8 @@ def render(
         img = train_view(img, random.Random(f"{key}|{view.seed}"), ad_probability)
     elif view.kind == "ad":
         img = eval_ad_view(img, key)
-    elif view.kind == "listing":
-        img = listing_view(img, key, view.seed)[0]
+    elif view.kind in ("listing", "pasted"):
+        img = listing_view(img, key, view.seed, always_paste=view.kind == "pasted")[0]
     elif view.kind == "crop":  # only the one crop: the whole photo and crop number ``seed``
         return to_model_views(img, replace(cfg, crops=(cfg.crops[view.seed - 1],)))[1]
     return to_model_input(img, cfg)

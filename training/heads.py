@@ -77,6 +77,9 @@ class HeadsConfig:
     # the weight of look-alike photos (carvings, ceramics, figurines, antiques, jewellery) in the
     # ivory output's loss: >1 pushes ivory scores on them down (the threshold floor is set on them)
     ivory_lookalike_weight: float = 1.0
+    # listing scenes balanced across classes (training.listing.balanced_listing): photos that
+    # cannot be cut out lend their scene rows to pasted scenes of same-class cut-outs
+    balanced_pasting: bool = False
     extra_train: list = field(default_factory=list)  # `wildscan feedback export` folders: officers' labels
     finetune_stages: int = 0  # >0: the last stages are fine-tuned after the head (training.tail)
     finetune_epochs: int = 4
@@ -308,6 +311,9 @@ def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0)
     train_ex = _limited(data.load_split("train"), limit_per_class)
     train_ex += officers_photos(cfg, labels)
     views = train_views(cfg)
+    items = views_of(train_ex, views)
+    if cfg.balanced_pasting:
+        items = balance_listing_rows(cfg, train_ex, views, items)
     y = np.tile(targets_matrix(train_ex, labels), (len(views), 1))
     listing_rows = np.concatenate(
         [np.arange(len(train_ex)) + i * len(train_ex) for i, v in enumerate(views) if v.kind == "listing"]
@@ -319,7 +325,23 @@ def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0)
         lookalikes = [labels.index(c) for c in IVORY_LOOKALIKES if c in labels]
         rows = y[:, lookalikes].any(1)
         mask[rows, labels.index("ivory")] *= cfg.ivory_lookalike_weight
-    return views_of(train_ex, views), name, y, mask
+    return items, name, y, mask
+
+
+def balance_listing_rows(cfg: HeadsConfig, train_ex: list[data.Example], views: list[ViewSpec], items: list):
+    """``items`` with the listing-scene rows of :func:`training.listing.balanced_listing`."""
+    from .listing import balanced_listing, cuttable
+
+    cache = Path(cfg.cache_dir) if Path(cfg.cache_dir).is_absolute() else data.REPO / cfg.cache_dir
+    can_cut = cuttable(train_ex, cache / "cuttable-v1.json", cfg.workers)  # v2 when matte() changes
+    seeds = [v.seed for v in views if v.kind == "listing"]
+    balanced = iter(balanced_listing(train_ex, seeds, can_cut))
+    out = list(items)
+    for i, (_, view) in enumerate(items):
+        if view.kind == "listing":
+            ex, kind, seed = next(balanced)
+            out[i] = (ex, ViewSpec(kind, seed))
+    return out
 
 
 def officers_photos(cfg: HeadsConfig, labels: list[str]) -> list[data.Example]:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import devads, metrics
-from training.listing import cutout, listing_view, matte
+from training import data, devads, metrics
+from training.listing import balanced_listing, cutout, cuttable, listing_view, matte
 from vision.preprocess import load_image
 
 
@@ -33,6 +33,44 @@ def test_listing_views_are_deterministic_and_put_the_photo_in_a_listing_scene(ph
     assert how_a in ("pasted", "collage")
     small = np.asarray(img.resize((32, 32), Image.Resampling.BILINEAR), dtype=float)
     assert np.abs(np.asarray(a.resize((32, 32), Image.Resampling.BILINEAR), dtype=float) - small).mean() > 10
+
+
+def test_balanced_listing_pastes_look_alikes_as_often_as_ivory(photo, shared_data, tmp_path):
+    # museum ivory is mostly on plain backdrops, figurines mostly not: plain listing
+    # scenes would paste ivory far more often; balanced rows lend cut-outs within a class
+    def examples(label, cls):
+        paths = [photo(label, i) for i in range(10)]
+        return [
+            data.Example(f"{label}{i}", str(p.relative_to(shared_data)), label, cls, "train", 0, "", "")
+            for i, p in enumerate(paths)
+        ]
+
+    ivory, figurines = examples("ivory_carving", "ivory"), examples("figurine_lookalike", "figurine")
+    photos = ivory + figurines
+    can_cut = cuttable(photos, tmp_path / "cuttable.json", workers=1)
+    for ex in photos:
+        assert (ex.sha256 in can_cut) == (matte(load_image(ex.file().read_bytes()).image) is not None)
+    assert cuttable(photos, tmp_path / "cuttable.json", workers=1) == can_cut  # read back, not recomputed
+    donors = [ex for ex in figurines if ex.sha256 in can_cut]
+    takers = [ex for ex in figurines if ex.sha256 not in can_cut]
+    assert donors and takers, "the test needs figurines of both kinds"
+
+    rows = balanced_listing(photos, [1, 2], can_cut, rate=0.8, reuse=2)
+    assert rows == balanced_listing(photos, [1, 2], can_cut, rate=0.8, reuse=2)
+    assert len(rows) == 2 * len(photos)
+    for (ex, kind, seed), own in zip(rows, photos + photos):
+        assert ex.cls == own.cls  # the row keeps its label
+        if kind == "pasted":
+            assert ex.sha256 in can_cut and own.sha256 not in can_cut and seed >= 1000
+        else:
+            assert ex is own and kind == "listing" and seed in (1, 2)
+    lent = [ex for ex, kind, _ in rows[: len(photos)] if kind == "pasted" and ex.cls == "figurine"]
+    assert len(lent) == min(round(0.8 * len(takers)), 2 * len(donors)) > 0
+    assert max(lent.count(d) for d in donors) <= 2
+    donor, _, seed = next(r for r in rows if r[1] == "pasted")
+    assert (
+        listing_view(load_image(donor.file().read_bytes()).image, donor.sha256, seed, always_paste=True)[1] == "pasted"
+    )
 
 
 def test_cross_validation_never_judges_a_photo_with_its_own_threshold():

@@ -3,6 +3,7 @@ and one preprocessing implementation shared with the inference path."""
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,6 +208,7 @@ def heads_run(tmp_path_factory):
         hidden=64,
         ensemble=2,
         listing_views=1,
+        balanced_pasting=True,
         out_dir=str(out),
         cache_dir=str(out / "cache"),
         workers=1,
@@ -228,6 +230,14 @@ def test_heads_run_chooses_a_one_vs_rest_rule_with_crops(heads_run):
     assert "ivory" in calibration["object_labels"] and "snake" not in calibration["object_labels"]
     assert 0 < calibration["crops_from"] <= 1 and calibration["val_crop_fraction"] <= 0.2
     assert calibration["train_views"] == 3 * calibration["train_photos"]  # clean, ad-style, listing scene
+    # balanced pasting: the listing rows of photos that cannot be cut out became pasted scenes
+    # of cut-outs of their class (training.listing.balanced_listing)
+    cache = Path(config["cache_dir"])
+    can_cut = json.loads((cache / "cuttable-v1.json").read_text())
+    assert len(can_cut) == calibration["train_photos"] and 0 < sum(can_cut.values()) < len(can_cut)
+    keys = json.loads(next(cache.glob("train-small-*.keys.json")).read_text())
+    pasted = [k for k in keys if "|pasted|" in k]
+    assert pasted and all(can_cut[k.split("|")[0]] for k in pasted)
 
 
 def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
