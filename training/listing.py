@@ -167,7 +167,9 @@ def cuttable(examples: list[data.Example], cache: Path, workers: int = 2) -> set
             found = [_can_cut(p) for p in paths]
         known.update(zip([k for k, _ in todo], found))
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known))
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(cache)
     return {k for k, ok in known.items() if ok}
 
 
@@ -181,27 +183,26 @@ def balanced_listing(
     the figurines and antiques, so plain listing scenes would make "an object pasted on a
     table" mean ivory. Here a photo that cannot be cut out gives its row, with probability
     ``rate``, to a pasted scene of a cut-out photo of the same class (``kind`` ``pasted``,
-    a seed of its own); no cut-out photo serves more than ``reuse`` times per seed. The
-    row's label is unchanged: the donor is of the same class.
+    a seed of its own); no cut-out photo is lent more than ``reuse`` times per seed (besides
+    its own row). The row's label is unchanged: the donor is of the same class.
     """
-    by_class: dict[str, list[data.Example]] = {}
-    for ex in examples:
-        by_class.setdefault(ex.cls, []).append(ex)
+    by_class: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_class.setdefault(ex.cls, []).append(i)
     out = []
     for seed in seeds:
         rng = random.Random(f"balanced|{seed}")
-        donor_of: dict[str, tuple[data.Example, int]] = {}
+        donor_of: dict[int, tuple[data.Example, int]] = {}  # by position: one photo may sit in two classes
         for cls in sorted(by_class):
-            members = by_class[cls]
-            donors = [ex for ex in members if ex.sha256 in can_cut]
-            takers = [ex for ex in members if ex.sha256 not in can_cut]
+            donors = [i for i in by_class[cls] if examples[i].sha256 in can_cut]
+            takers = [i for i in by_class[cls] if examples[i].sha256 not in can_cut]
             rng.shuffle(donors)
             chosen = rng.sample(takers, min(round(rate * len(takers)), reuse * len(donors)))
-            for i, ex in enumerate(chosen):
-                donor_of[ex.sha256] = donors[i % len(donors)], 1000 * seed + i // len(donors)
-        for ex in examples:
-            donor, view_seed = donor_of.get(ex.sha256, (ex, seed))
-            out.append((donor, "pasted" if donor is not ex else "listing", view_seed))
+            for k, i in enumerate(chosen):
+                donor_of[i] = examples[donors[k % len(donors)]], 1000 * seed + k // len(donors)
+        for i, ex in enumerate(examples):
+            donor, view_seed = donor_of.get(i, (ex, seed))
+            out.append((donor, "pasted" if i in donor_of else "listing", view_seed))
     return out
 
 

@@ -1,5 +1,7 @@
 """Listing scenes for training, and the real-ad evaluation's cross-validated thresholds."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -35,7 +37,7 @@ def test_listing_views_are_deterministic_and_put_the_photo_in_a_listing_scene(ph
     assert np.abs(np.asarray(a.resize((32, 32), Image.Resampling.BILINEAR), dtype=float) - small).mean() > 10
 
 
-def test_balanced_listing_pastes_look_alikes_as_often_as_ivory(photo, shared_data, tmp_path):
+def test_balanced_listing_lends_cut_outs_within_a_class(photo, shared_data, tmp_path, monkeypatch):
     # museum ivory is mostly on plain backdrops, figurines mostly not: plain listing
     # scenes would paste ivory far more often; balanced rows lend cut-outs within a class
     def examples(label, cls):
@@ -50,6 +52,7 @@ def test_balanced_listing_pastes_look_alikes_as_often_as_ivory(photo, shared_dat
     can_cut = cuttable(photos, tmp_path / "cuttable.json", workers=1)
     for ex in photos:
         assert (ex.sha256 in can_cut) == (matte(load_image(ex.file().read_bytes()).image) is not None)
+    monkeypatch.setattr("training.listing._can_cut", lambda path: pytest.fail("recomputed"))
     assert cuttable(photos, tmp_path / "cuttable.json", workers=1) == can_cut  # read back, not recomputed
     donors = [ex for ex in figurines if ex.sha256 in can_cut]
     takers = [ex for ex in figurines if ex.sha256 not in can_cut]
@@ -67,6 +70,10 @@ def test_balanced_listing_pastes_look_alikes_as_often_as_ivory(photo, shared_dat
     lent = [ex for ex, kind, _ in rows[: len(photos)] if kind == "pasted" and ex.cls == "figurine"]
     assert len(lent) == min(round(0.8 * len(takers)), 2 * len(donors)) > 0
     assert max(lent.count(d) for d in donors) <= 2
+    # one photo in two classes (an officer's relabel): each row still gets a donor of its own class
+    twice = photos + [dataclasses.replace(takers[0], cls="ivory")]
+    for (ex, _, _), own in zip(balanced_listing(twice, [1], can_cut, rate=1.0), twice):
+        assert ex.cls == own.cls
     donor, _, seed = next(r for r in rows if r[1] == "pasted")
     assert (
         listing_view(load_image(donor.file().read_bytes()).image, donor.sha256, seed, always_paste=True)[1] == "pasted"
@@ -99,3 +106,33 @@ def test_groups_keep_to_one_fold_and_best_threshold_respects_the_precision_floor
 def test_roc_auc_counts_ties_half():
     assert metrics.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
     assert metrics.roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == pytest.approx(0.5)
+
+
+def test_intervals_resample_whole_posts_and_contain_the_figure():
+    rng = np.random.default_rng(1)
+    posts = 60
+    post_pos = rng.random(posts) < 0.4
+    post_flag = np.where(post_pos, rng.random(posts) < 0.7, rng.random(posts) < 0.1)
+    # three photos per post, all alike: a post's photos rise and fall together
+    positives, flags = np.repeat(post_pos, 3), np.repeat(post_flag, 3)
+    score = np.repeat(np.where(post_pos, 0.6, 0.3) + 0.3 * rng.random(posts), 3)
+    by_post = [f"post{i // 3}" for i in range(3 * posts)]
+    by_photo = [f"photo{i}" for i in range(3 * posts)]
+
+    ci = devads.group_intervals(by_post, positives, {"rule": flags}, flags, score, replicates=500)
+    assert ci == devads.group_intervals(by_post, positives, {"rule": flags}, flags, score, replicates=500)
+    assert ci["groups"] == posts and ci["method"] == "post-group bootstrap"
+    point = devads.prf(flags, positives)
+    for key in ("precision", "recall", "f1"):
+        lo, hi = ci["rule"][key]
+        assert lo <= point[key] <= hi and hi - lo > 0.05
+    lo, hi = ci["false_flag_rate_not_ivory"]
+    assert lo <= flags[~positives].mean() <= hi
+    lo, hi = ci["ivory_auc"]
+    assert lo <= metrics.roc_auc(score, positives) <= hi
+    # treating the three photos of a post as independent claims more certainty than there is
+    naive = devads.group_intervals(by_photo, positives, {"rule": flags}, flags, score, replicates=500)
+    width = lambda c: c["rule"]["f1"][1] - c["rule"]["f1"][0]
+    assert width(naive) < 0.75 * width(ci)
+    perfect = devads.group_intervals(by_post, positives, {"rule": positives}, positives, score, replicates=200)
+    assert perfect["rule"]["precision"] == [1.0, 1.0] and perfect["false_flag_rate_not_ivory"] == [0.0, 0.0]

@@ -240,6 +240,21 @@ def test_heads_run_chooses_a_one_vs_rest_rule_with_crops(heads_run):
     assert pasted and all(can_cut[k.split("|")[0]] for k in pasted)
 
 
+def test_balanced_pasting_changes_only_listing_rows_and_keeps_their_labels(tmp_path):
+    from dataclasses import replace
+
+    from training.heads import HeadsConfig, training_rows
+
+    cfg = HeadsConfig(listing_views=2, balanced_pasting=True, cache_dir=str(tmp_path), workers=1)
+    labels = data.classes()
+    items, _name, y, _mask = training_rows(cfg, labels, limit_per_class=3)
+    plain = training_rows(replace(cfg, balanced_pasting=False), labels, limit_per_class=3)[0]
+    assert len(items) == len(plain) == len(y)
+    assert all(labels[int(target.argmax())] == ex.cls for (ex, _view), target in zip(items, y))
+    changed = [(new, old) for new, old in zip(items, plain) if new != old]
+    assert changed and all(new[1].kind == "pasted" and old[1].kind == "listing" for new, old in changed)
+
+
 def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
     from training.export import check_parity, export_onnx, load_run, parity_photos
     from training.headfit import MeanOfHeads
