@@ -136,3 +136,22 @@ def test_intervals_resample_whole_posts_and_contain_the_figure():
     assert width(naive) < 0.75 * width(ci)
     perfect = devads.group_intervals(by_post, positives, {"rule": positives}, positives, score, replicates=200)
     assert perfect["rule"]["precision"] == [1.0, 1.0] and perfect["false_flag_rate_not_ivory"] == [0.0, 0.0]
+
+
+def test_paired_difference_sees_a_real_gain_and_no_gain_in_identical_flags():
+    rng = np.random.default_rng(2)
+    positives = rng.random(240) < 0.4
+    groups = [f"post{i // 2}" for i in range(240)]
+    a = positives & (rng.random(240) < 0.6)
+    b = a | (positives & (rng.random(240) < 0.5))  # b finds every ivory photo a finds, and more
+    same = devads.f1_difference(groups, positives, a, a, replicates=300)
+    assert same["difference"] == 0.0 and same["interval"] == [0.0, 0.0]
+    gain = devads.f1_difference(groups, positives, a, b, replicates=300)
+    assert gain["difference"] == pytest.approx(
+        devads.prf(b, positives)["f1"] - devads.prf(a, positives)["f1"], abs=1e-4
+    )
+    assert 0 < gain["interval"][0] <= gain["difference"] <= gain["interval"][1]
+    # one photo more or less: the interval spans zero
+    c = a.copy()
+    c[np.flatnonzero(positives & ~a)[0]] = True
+    assert devads.f1_difference(groups, positives, a, c, replicates=300)["interval"][0] <= 0
