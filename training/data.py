@@ -30,6 +30,12 @@ MIN_PER_SPLIT = {"train": 10, "val": 3, "test": 3}
 SPLIT_FIELDS = ["sha256", "path", "fine_label", "class", "split", "group", "pdq", "source"]
 
 
+def repo_path(p: str | Path) -> Path:
+    """``p``, relative to the repository unless absolute (run and cache folders in configs)."""
+    p = Path(p)
+    return p if p.is_absolute() else REPO / p
+
+
 def shared_data_dir() -> Path:
     """The shared photos: ``$WILDSCAN_PHOTOS`` (or ``$WILDSCAN_DATA``), else ``../shared/data``."""
     return photos_dir()

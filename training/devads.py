@@ -128,14 +128,10 @@ def group_intervals(
         return [round(float(lo), 4), round(float(hi), 4)]
 
     out: dict = {"method": "post-group bootstrap", "replicates": replicates, "groups": len(set(groups))}
+    for name, f in flags.items():
+        precision, recall, f1 = _replicated_prf(weights, f, pos)
+        out[name] = {"precision": interval(precision), "recall": interval(recall), "f1": interval(f1)}
     with np.errstate(invalid="ignore", divide="ignore"):
-        for name, f in flags.items():
-            tp, flagged, n_pos = weights @ (f * pos), weights @ f.astype(np.float64), weights @ pos
-            out[name] = {
-                "precision": interval(tp / flagged),
-                "recall": interval(tp / n_pos),
-                "f1": interval(2 * tp / (flagged + n_pos)),
-            }
         out["false_flag_rate_not_ivory"] = interval((weights @ (false_flags * (1 - pos))) / (weights @ (1 - pos)))
     photos = np.arange(len(score))
     out["ivory_auc"] = interval(
@@ -151,6 +147,13 @@ def _draws(groups: list[str], replicates: int, seed: int) -> np.ndarray:
     return rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=replicates)[:, index]
 
 
+def _replicated_prf(weights: np.ndarray, flags: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Precision, recall and F1 of fixed ``flags`` in every replicate (NaN where undefined)."""
+    tp, flagged, n_pos = weights @ (flags * pos), weights @ flags.astype(np.float64), weights @ pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / flagged, tp / n_pos, 2 * tp / (flagged + n_pos)
+
+
 def f1_difference(
     groups: list[str],
     positives: np.ndarray,
@@ -162,13 +165,9 @@ def f1_difference(
     """Ivory F1 of flags ``b`` minus that of flags ``a`` on the same photos, with the 95 %
     interval of the difference over the same resampled post groups (a paired bootstrap): the
     way to tell whether one model beats another on dev-ads, since both see the same posts."""
-    weights = _draws(groups, replicates, seed).astype(np.float64)
+    weights = _draws(groups, replicates, seed)
     pos = positives.astype(np.float64)
-
-    def f1(flags: np.ndarray) -> np.ndarray:
-        return 2 * (weights @ (flags * pos)) / (weights @ flags.astype(np.float64) + weights @ pos)
-
-    diff = f1(flags_b) - f1(flags_a)
+    diff = _replicated_prf(weights, flags_b, pos)[2] - _replicated_prf(weights, flags_a, pos)[2]
     lo, hi = np.nanpercentile(diff, [2.5, 97.5])
     point = prf(flags_b, positives)["f1"] - prf(flags_a, positives)["f1"]
     return {

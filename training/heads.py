@@ -100,8 +100,7 @@ class HeadsConfig:
         return PreprocessConfig(input_size=size, interpolation=self.interpolation, crops=views)
 
     def run_dir(self) -> Path:
-        p = Path(self.out_dir)
-        return (p if p.is_absolute() else data.REPO / p) / self.name
+        return data.repo_path(self.out_dir) / self.name
 
     def to_run_config(self) -> dict:
         """``config.json``: the recipe plus the fields ``training.train.TrainConfig`` reads."""
@@ -164,8 +163,7 @@ class FeatureSource:
         self.cfg, self.progress = cfg, progress
         self.labels = data.classes()
         self.net = build(cfg.arch, len(self.labels), cfg.cut, pretrained=True, dropout=0.0).eval()
-        cache = Path(cfg.cache_dir)
-        self.cache = cache if cache.is_absolute() else data.REPO / cache
+        self.cache = data.repo_path(cfg.cache_dir)
         self.onnx = self.cache / f"embedder-{cfg.arch}.onnx"
         self.tuned = False
 
@@ -332,8 +330,9 @@ def balance_listing_rows(cfg: HeadsConfig, train_ex: list[data.Example], views: 
     """``items`` with the listing-scene rows of :func:`training.listing.balanced_listing`."""
     from .listing import balanced_listing, cuttable
 
-    cache = Path(cfg.cache_dir) if Path(cfg.cache_dir).is_absolute() else data.REPO / cfg.cache_dir
-    can_cut = cuttable(train_ex, cache / "cuttable-v1.json", cfg.workers)  # v2 when matte() changes
+    can_cut = cuttable(
+        train_ex, data.repo_path(cfg.cache_dir) / "cuttable-v1.json", cfg.workers
+    )  # v2 when matte() changes
     seeds = [v.seed for v in views if v.kind == "listing"]
     balanced = iter(balanced_listing(train_ex, seeds, can_cut))
     out = list(items)

@@ -29,7 +29,6 @@ from .features import ViewSpec, cached_features
 from .model import build, cut_name
 
 log = logging.getLogger(__name__)
-REPO = data.REPO
 
 
 @dataclass
@@ -70,12 +69,7 @@ class TrainConfig:
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
     def run_dir(self) -> Path:
-        return _abs(self.out_dir) / self.name
-
-
-def _abs(p: str | Path) -> Path:
-    p = Path(p)
-    return p if p.is_absolute() else REPO / p
+        return data.repo_path(self.out_dir) / self.name
 
 
 def seed_everything(seed: int) -> None:
@@ -227,10 +221,10 @@ def run(cfg: TrainConfig, progress: bool = True) -> Path:
         return run_full(cfg, net, labels, train_ex, val_ex, pre, run_dir)
 
     cut = cut_name(cfg.cut, cfg.cut_layer)
-    trunk_onnx = lambda: export_trunk(net, pre, _abs(cfg.cache_dir) / f"trunk-{cfg.arch}-cut{cut}.onnx")
+    trunk_onnx = lambda: export_trunk(net, pre, data.repo_path(cfg.cache_dir) / f"trunk-{cfg.arch}-cut{cut}.onnx")
     train_views = [ViewSpec("clean")] + [ViewSpec("train", s) for s in range(1, cfg.train_views + 1)]
     common = dict(workers=cfg.workers, ad_probability=cfg.ad_probability, progress=progress)
-    cache = _abs(cfg.cache_dir)
+    cache = data.repo_path(cfg.cache_dir)
     train_items = view_items(train_ex, train_views)
     feats = cached_features(cache, "train", train_items, trunk_onnx, cfg.arch, cut, pre, **common)
     targets = np.array([index[ex.cls] for ex, _ in train_items], dtype=np.int64)
