@@ -28,6 +28,7 @@ from .heads import (
     HeadsConfig,
     crop_views,
     dev_ads,
+    fuse_neighbours,
     head_logits,
     targets_matrix,
     train_head,
@@ -39,7 +40,10 @@ from .rule import OBJECT_LABELS, aggregate, fit_temperature, ovr_thresholds, sig
 def compare(cfg: HeadsConfig) -> list[dict]:
     """The rows for one variant (see the module docstring)."""
     src = FeatureSource(cfg, progress=False)
-    return rows(cfg, src, train_head(cfg, src)[0])
+    head = train_head(cfg, src)[0]
+    if cfg.neighbours_k:
+        head = fuse_neighbours(cfg, src, head)[0]
+    return rows(cfg, src, head)
 
 
 def compare_run(run_dir: Path) -> list[dict]:
@@ -96,6 +100,7 @@ def rows(cfg: HeadsConfig, src: FeatureSource, head) -> list[dict]:
                 "balanced_pasting": cfg.balanced_pasting,
                 "epochs": cfg.epochs,
                 "ensemble": cfg.ensemble,
+                "neighbours_k": cfg.neighbours_k,
                 "views": mode,
                 "auc": round(metrics.roc_auc(score, positives), 4),
                 "cv_precision": round(cv["precision"], 4),
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--balanced-pasting", action="store_true", help="pasted listing scenes in every class (training.listing)"
     )
+    p.add_argument("--neighbours", type=int, default=0, help="k of the ivory neighbour score (0: none)")
     p.add_argument("--run", type=Path, help="score this trained run folder instead of training heads")
     p.add_argument("--append", type=Path, help="append the rows to this JSON list")
     args = p.parse_args(argv)
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ensemble=args.ensemble,
         ivory_lookalike_weight=args.lookalike_weight,
         balanced_pasting=args.balanced_pasting,
+        neighbours_k=args.neighbours,
     )
     found = compare_run(args.run) if args.run else compare(cfg)
     for row in found:

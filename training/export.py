@@ -60,7 +60,13 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, dict, torch.nn.Module]:
 
         n, ensemble = len(calibration["labels"]), recipe.get("ensemble", 1)
         net.top.classifier = make_head(net.top.classifier.in_features, n, recipe["hidden"], ensemble=ensemble)
-    net.top.load_state_dict(torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True))
+    state = torch.load(run_dir / "top.pt", map_location="cpu", weights_only=True)
+    if recipe.get("neighbours_k"):  # the ivory logit fused with a neighbour score (training.neighbours)
+        from .neighbours import FusedHead
+
+        index = calibration["labels"].index("ivory")
+        net.top.classifier = FusedHead.wrap(net.top.classifier, state, "classifier.", index)
+    net.top.load_state_dict(state)
     if (run_dir / "trunk.pt").exists():  # end-to-end runs fine-tune the trunk too
         net.trunk.load_state_dict(torch.load(run_dir / "trunk.pt", map_location="cpu", weights_only=True))
     return cfg, calibration, net.eval()
@@ -82,6 +88,9 @@ def export_onnx(net: torch.nn.Module, size: int, path: Path) -> Path:
         opset_version=17,
         dynamo=False,
     )
+    from .neighbours import store_gallery_half
+
+    store_gallery_half(net, path)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return path
 
@@ -193,7 +202,7 @@ def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
         "card": "datasets/wildtrade-v1/CARD.md",
         **{
             key: calibration[key]
-            for key in ("ivory_floor", "val_crop_fraction", "dev_ads_crop_fraction")
+            for key in ("ivory_floor", "val_crop_fraction", "dev_ads_crop_fraction", "neighbours")
             if key in calibration
         },
     }
@@ -275,9 +284,31 @@ def bundle_config(run_cfg, calibration: dict, net, pre: PreprocessConfig, versio
         uncertain_below=run_cfg.uncertain_below,
         **{key: calibration[key] for key in RULE_KEYS if key in calibration},
         embedding_dim=int(first_linear(net.top.classifier).in_features),
-        training_data=training_data_summary(run_cfg, calibration),
+        training_data={**training_data_summary(run_cfg, calibration), **head_summary(net.top.classifier)},
         created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
     )
+
+
+def head_summary(head: torch.nn.Module) -> dict:
+    """``fine_tuned`` in words for a model 2 head made of several heads or fused with the ivory
+    neighbour score (``training.headfit``, ``training.neighbours``); ``{}`` for a plain head."""
+    from .headfit import MeanOfHeads
+    from .neighbours import FusedHead
+
+    fused = head if isinstance(head, FusedHead) else None
+    inner = fused.head if fused else head
+    if fused is None and not isinstance(inner, MeanOfHeads):
+        return {}
+    count = len(inner.heads) if isinstance(inner, MeanOfHeads) else 1
+    words = f"{count} one-vs-rest heads (one hidden layer each) averaged" if count > 1 else "a new one-vs-rest head"
+    if fused is not None:
+        gallery = fused.neighbours
+        words += (
+            f", the ivory logit averaged with a {gallery.k}-nearest-neighbour score over "
+            f"{len(gallery.positives) + len(gallery.negatives):,} training views ({len(gallery.positives):,} ivory)"
+        )
+    frozen = ", on the frozen ImageNet network's pooled features; the network itself is not fine-tuned"
+    return {"fine_tuned": words + frozen}
 
 
 def choose_precision(report: dict) -> str:

@@ -80,6 +80,10 @@ class HeadsConfig:
     # listing scenes balanced across classes (training.listing.balanced_listing): photos that
     # cannot be cut out lend their scene rows to pasted scenes of same-class cut-outs
     balanced_pasting: bool = False
+    # >0: the ivory logit is averaged with a k-nearest-neighbour score over the training
+    # photos (training.neighbours), projected onto neighbours_dims PCA directions
+    neighbours_k: int = 0
+    neighbours_dims: int = 256
     extra_train: list = field(default_factory=list)  # `wildscan feedback export` folders: officers' labels
     finetune_stages: int = 0  # >0: the last stages are fine-tuned after the head (training.tail)
     finetune_epochs: int = 4
@@ -299,8 +303,12 @@ def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Pa
     head, photos, views = train_head(cfg, src, limit_per_class)
     if cfg.finetune_stages:
         fine_tune_tail(cfg, src, head, limit_per_class)
-    calibration = choose_rule(cfg, src, head, limit_per_class)
-    calibration.update(train_photos=photos, train_views=views)
+    fused = {}
+    if cfg.neighbours_k:
+        head, fused["neighbours"] = fuse_neighbours(cfg, src, head, limit_per_class)
+    temperature = fused["neighbours"]["head_temperature"] if fused else None
+    calibration = choose_rule(cfg, src, head, limit_per_class, temperature)
+    calibration.update(train_photos=photos, train_views=views, **fused)
     return save_run(cfg, src.net, head, calibration)
 
 
@@ -385,8 +393,30 @@ def fine_tune_tail(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_
     return history
 
 
-def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> dict:
+def fuse_neighbours(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0):
+    """``head`` with the ivory neighbour score (:func:`training.neighbours.fuse`): its gallery is
+    every training photo clean and ad-style (no listing scenes), its affine and temperature unit
+    are fitted on the validation photos in the evaluation views. ``(fused head, record)``."""
+    from .neighbours import GALLERY_VIEWS, fuse
+
+    items, name, _, _ = training_rows(cfg, src.labels, limit_per_class)
+    items = [(ex, view) for ex, view in items if view.kind in GALLERY_VIEWS]
+    val_ex = _limited(data.load_split("val"), limit_per_class)
+    xv = src("val" if not limit_per_class else "val-small", views_of(val_ex, list(EVAL_VIEWS)))
+    yv = np.tile(targets_matrix(val_ex, src.labels), (len(EVAL_VIEWS), 1))
+    positive = np.array([ex.cls == "ivory" for ex, _ in items])
+    kinds = sorted({view.kind for _, view in items})
+    settings = {"k": cfg.neighbours_k, "dims": cfg.neighbours_dims, "seed": cfg.seed, "views": kinds}
+    return fuse(head, src(name, items), positive, xv, yv, src.labels, "ivory", **settings)
+
+
+def choose_rule(
+    cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0, temperature: float | None = None
+) -> dict:
     """Calibrate ``head`` and choose the decision rule (``calibration.json``'s content).
+
+    ``temperature``: keep this one instead of fitting it (a head fused with the ivory neighbour
+    score keeps the temperature of the head alone, so every other class scores as without it).
 
     Temperature and the thresholds of every wildlife class but ivory come from validation
     photos in all three views (clean, ad-style, listing scene; :func:`ovr_thresholds`);
@@ -401,7 +431,7 @@ def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per
     val_ex = _limited(data.load_split("val"), limit_per_class)
     yv = np.tile(targets_matrix(val_ex, labels), (len(EVAL_VIEWS), 1))
     lv = head_logits(head, src("val" if not limit_per_class else "val-small", views_of(val_ex, list(EVAL_VIEWS))))
-    temperature = fit_temperature(lv, yv)
+    temperature = temperature or fit_temperature(lv, yv)
     pv = sigmoid(lv / temperature)
     thresholds = ovr_thresholds(pv, yv, labels, wildlife)
     thr = np.array([thresholds.get(lab, 1.0) for lab in labels])

@@ -209,6 +209,7 @@ def heads_run(tmp_path_factory):
         ensemble=2,
         listing_views=1,
         balanced_pasting=True,
+        neighbours_k=3,
         out_dir=str(out),
         cache_dir=str(out / "cache"),
         workers=1,
@@ -256,8 +257,11 @@ def test_balanced_pasting_changes_only_listing_rows_and_keeps_their_labels(tmp_p
 
 
 def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
+    import onnx
+
     from training.export import check_parity, export_onnx, load_run, parity_photos
     from training.headfit import MeanOfHeads
+    from training.neighbours import FusedHead
     from vision.preprocess import PreprocessConfig
 
     cfg, _calibration, net = load_run(heads_run)
@@ -265,8 +269,53 @@ def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
     onnx_path = export_onnx(net, pre.input_size, tmp_path / "heads.onnx")
     report = check_parity(net, onnx_path, pre, parity_photos(1)[:3])
     assert report["max_abs_logit_diff"] < 1e-3 and report["photos"] == 3
+    # the ivory neighbour score is inside the graph (TopK over the gallery)
+    graph = onnx.load(str(onnx_path)).graph
+    assert "TopK" in {node.op_type for node in graph.node}
+    # its gallery (ivory and other photos) is stored in float16, as trained, not folded to float32
+    half = [t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    gallery = net.top.classifier.neighbours
+    assert sorted(t.dims[0] * t.dims[1] for t in half) == sorted([gallery.positives.numel(), gallery.negatives.numel()])
     # the recipe's two heads (seeds 17 and 18) come back from top.pt as two different heads
-    ensemble = net.top.classifier
+    assert isinstance(net.top.classifier, FusedHead)
+    ensemble = net.top.classifier.head
     assert isinstance(ensemble, MeanOfHeads) and len(ensemble.heads) == 2
     first, second = (head[1].weight for head in ensemble.heads)
     assert not torch.allclose(first, second)
+
+
+def test_ivory_neighbour_score_is_made_of_the_nearest_training_photos(heads_run, shared_data):
+    """The fused ivory logit, recomputed by brute force from the saved gallery, on real photos;
+    the gallery holds the training photos' clean views (an ivory photo finds itself)."""
+    from training.export import load_run
+    from training.heads import _limited
+
+    cfg, calibration, net = load_run(heads_run)
+    fused = net.top.classifier
+    info, ivory = calibration["neighbours"], calibration["labels"].index("ivory")
+    train = _limited(data.load_split("train"), 2)
+    n_ivory = sum(ex.cls == "ivory" for ex in train)
+    # the gallery: every training photo clean and ad-style (no listing scenes), ivory apart
+    assert info["views"] == ["clean", "train"] and info["k"] == 3
+    assert info["gallery"] == {"ivory": 2 * n_ivory, "other": 2 * (len(train) - n_ivory)}
+    pre = PreprocessConfig.from_dict(cfg.preprocess)
+    photos = [ex for ex in train if ex.cls == "ivory"][:1] + [ex for ex in data.load_split("test")][:3]
+    views = [load_for_model(ex.file().read_bytes(), pre, whole_only=True)[0] for ex in photos]
+    x = torch.from_numpy(np.stack(views))
+    with torch.no_grad():
+        logits, embedding = net(x)
+        head = fused.head(embedding).numpy()
+    nb = fused.neighbours
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)
+    z = unit((unit(embedding.numpy()) - nb.mean.numpy()) @ nb.projection.numpy())
+    sims = lambda gallery: z @ gallery.float().numpy().T
+    top = lambda s: np.sort(s, axis=1)[:, -nb.k :].mean(1)
+    d = top(sims(nb.positives)) - top(sims(nb.negatives))
+    scale, bias = nb.affine.tolist()
+    assert (scale, bias) == pytest.approx((info["scale"], info["bias"]), abs=1e-4) and scale > 0
+    expected = (head[:, ivory] + float(fused.temperature) * (scale * d + bias)) / 2
+    assert np.allclose(logits[:, ivory].numpy(), expected, atol=1e-4)
+    others = np.arange(logits.shape[1]) != ivory
+    assert np.allclose(logits[:, others].numpy(), head[:, others], atol=1e-6)
+    # the ivory training photo's own clean view is in the gallery (float16: similarity ~1)
+    assert sims(nb.positives)[0].max() > 0.999 and sims(nb.negatives)[0].max() < 0.999
