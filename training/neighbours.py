@@ -66,6 +66,10 @@ class NeighbourScore(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.affine[0] * self.contrast(x) + self.affine[1]
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.k = int(self.neighbours)  # k is a Python int for TopK; the buffer is what is saved
+
     @classmethod
     def from_state(cls, state: dict, prefix: str) -> NeighbourScore:
         """An instance shaped like the one saved in ``state`` (its keys under ``prefix``)."""
@@ -114,7 +118,7 @@ def build_gallery(features: np.ndarray, positive: np.ndarray, k: int, dims: int,
 
 def fit_affine(score: NeighbourScore, features: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
     """Set (and return) ``scale, bias`` by logistic regression of ``positive`` on ``d``."""
-    with torch.no_grad():
+    with torch.no_grad():  # one rows x gallery block: about 0.7 GB for the 7,713 validation views
         d = score.contrast(torch.from_numpy(np.asarray(features, np.float32))).double()
     y = torch.from_numpy(np.asarray(positive, np.float64))
     w = torch.tensor([10.0, 0.0], dtype=torch.float64, requires_grad=True)
@@ -128,6 +132,8 @@ def fit_affine(score: NeighbourScore, features: np.ndarray, positive: np.ndarray
 
     opt.step(closure)
     scale, bias = (float(v) for v in w.detach())
+    if not scale > 0:  # the score would rank ivory backwards on validation: fusing it would hurt
+        raise ValueError(f"the neighbour score does not separate the label on validation (scale {scale:.3g})")
     score.affine.copy_(torch.tensor([scale, bias]))
     return scale, bias
 

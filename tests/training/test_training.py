@@ -311,11 +311,16 @@ def test_ivory_neighbour_score_is_made_of_the_nearest_training_photos(heads_run,
     sims = lambda gallery: z @ gallery.float().numpy().T
     top = lambda s: np.sort(s, axis=1)[:, -nb.k :].mean(1)
     d = top(sims(nb.positives)) - top(sims(nb.negatives))
+    # what top.pt restored is what the run chose: k, and the head's own temperature, kept by the rule
+    assert nb.k == int(nb.neighbours) == info["k"]
+    assert float(fused.temperature) == pytest.approx(info["head_temperature"]) == calibration["temperature"]
     scale, bias = nb.affine.tolist()
     assert (scale, bias) == pytest.approx((info["scale"], info["bias"]), abs=1e-4) and scale > 0
     expected = (head[:, ivory] + float(fused.temperature) * (scale * d + bias)) / 2
     assert np.allclose(logits[:, ivory].numpy(), expected, atol=1e-4)
     others = np.arange(logits.shape[1]) != ivory
     assert np.allclose(logits[:, others].numpy(), head[:, others], atol=1e-6)
-    # the ivory training photo's own clean view is in the gallery (float16: similarity ~1)
+    # the ivory training photo's own clean view is in the gallery (float16: similarity ~1); the
+    # test photos are not, in either part
     assert sims(nb.positives)[0].max() > 0.999 and sims(nb.negatives)[0].max() < 0.999
+    assert max(sims(nb.positives)[1:].max(), sims(nb.negatives)[1:].max()) < 0.999
