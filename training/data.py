@@ -144,6 +144,14 @@ def near_duplicate_pairs(hashes: list[str], max_distance: int = PDQ_MATCH_DISTAN
     return pairs
 
 
+def near_copies(examples: list[Example], reference: list[str], max_distance: int = PDQ_MATCH_DISTANCE) -> set[int]:
+    """Indices of ``examples`` whose photo (PDQ recomputed from the file) lies within
+    ``max_distance`` of a ``reference`` hash: a re-encoded or resized copy of a held-out photo."""
+    hashes = [pdq_of_file(ex.file()) for ex in examples]
+    n = len(reference)
+    return {j - n for i, j in near_duplicate_pairs(list(reference) + hashes, max_distance) if i < n <= j}
+
+
 def group_ids(n: int, pairs: list[tuple[int, int]]) -> list[int]:
     """Connected components (union-find): a group id per item, the smallest member index."""
     parent = list(range(n))

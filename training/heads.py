@@ -353,13 +353,17 @@ def balance_listing_rows(cfg: HeadsConfig, train_ex: list[data.Example], views: 
 
 def officers_photos(cfg: HeadsConfig, labels: list[str]) -> list[data.Example]:
     """The photos of ``cfg.extra_train`` (``wildscan feedback export`` folders) in a class the
-    model has, never one that validation, test or dev-ads hold (by SHA-256): a photo an officer
-    also checked must not leak into training from a split it is judged on."""
+    model has, never one that validation, test or dev-ads hold (by SHA-256, or a near copy by
+    PDQ): a photo an officer also checked must not leak into training, or into the ivory
+    neighbour gallery where it would find itself, from a split it is judged on."""
     if not cfg.extra_train:
         return []
-    held_out = {ex.sha256 for ex in data.load_split("val") + data.load_split("test")} | {a.sha256 for a in dev_ads()}
+    held, ads = data.load_split("val") + data.load_split("test"), dev_ads()
+    held_out = {ex.sha256 for ex in held + ads}
     found = [ex for folder in cfg.extra_train for ex in data.load_feedback(folder, "train")]
-    return [ex for ex in found if ex.cls in labels and ex.sha256 not in held_out]
+    found = [ex for ex in found if ex.cls in labels and ex.sha256 not in held_out]
+    copies = data.near_copies(found, [ex.pdq for ex in held] + [data.pdq_of_file(ad.file()) for ad in ads])
+    return [ex for i, ex in enumerate(found) if i not in copies]
 
 
 def train_head(cfg: HeadsConfig, src: FeatureSource, limit_per_class: int = 0) -> tuple[nn.Module, int, int]:

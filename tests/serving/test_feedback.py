@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from serving.app import create_app
 from serving.settings import Settings
@@ -153,17 +155,24 @@ def test_officers_photos_never_bring_held_out_photos_into_training(tmp_path):
     held_out, fresh = data.load_split("test")[0], data.load_split("train")[0]
     folder = tmp_path / "export"
     (folder / "photos").mkdir(parents=True)
+    # a validation photo as an officer might meet it again: resized and re-saved (other bytes)
+    shown = Image.open(data.load_split("val")[0].file()).convert("RGB")
+    buffer = io.BytesIO()
+    shown.resize((shown.width * 9 // 10, shown.height * 9 // 10)).save(buffer, "JPEG", quality=70)
+    copy = buffer.getvalue()
     rows = []
-    for ex in (held_out, fresh):
-        name = f"photos/{ex.sha256}.jpg"
-        (folder / name).write_bytes(ex.file().read_bytes())
-        rows.append({"path": name, "sha256": ex.sha256, "pdq": ex.pdq, "label": ex.cls, "verdict": "correct",
-                     "result_id": ex.sha256[:32], "case_id": "c1"})  # fmt: skip
+    for ex, raw in ((held_out, None), (fresh, None), (data.load_split("val")[0], copy)):
+        raw = raw or ex.file().read_bytes()
+        sha = hashlib.sha256(raw).hexdigest()
+        name = f"photos/{sha}.jpg"
+        (folder / name).write_bytes(raw)
+        rows.append({"path": name, "sha256": sha, "pdq": ex.pdq, "label": ex.cls, "verdict": "correct",
+                     "result_id": sha[:32], "case_id": "c1"})  # fmt: skip
     with open(folder / "feedback.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     labels = data.classes()
-    assert {ex.sha256 for ex in load_feedback(folder)} == {held_out.sha256, fresh.sha256}
+    assert len({ex.sha256 for ex in load_feedback(folder)} - {held_out.sha256, fresh.sha256}) == 1  # the copy
     kept = officers_photos(HeadsConfig(extra_train=[str(folder)]), labels)
-    assert [ex.sha256 for ex in kept] == [fresh.sha256]  # the test photo stays out of training
+    assert [ex.sha256 for ex in kept] == [fresh.sha256]  # the test photo and the copy stay out of training
