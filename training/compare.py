@@ -34,6 +34,7 @@ from .heads import (
     train_head,
     views_of,
 )
+from .neighbours import FusedHead
 from .rule import OBJECT_LABELS, aggregate, fit_temperature, ovr_thresholds, sigmoid
 
 
@@ -66,9 +67,7 @@ def rows(cfg: HeadsConfig, src: FeatureSource, head) -> list[dict]:
     val_ex = data.load_split("val")
     yv1 = targets_matrix(val_ex, labels)
     lv = head_logits(head, src("val", views_of(val_ex, list(EVAL_VIEWS))))
-    # a head fused with the ivory neighbour score keeps its head's temperature, as `wildscan train` does
-    fixed = getattr(head, "temperature", None)
-    temperature = float(fixed) if fixed is not None else fit_temperature(lv, np.tile(yv1, (len(EVAL_VIEWS), 1)))
+    temperature = FusedHead.kept_temperature(head) or fit_temperature(lv, np.tile(yv1, (len(EVAL_VIEWS), 1)))
     pv = sigmoid(lv / temperature)
     thresholds = ovr_thresholds(pv, np.tile(yv1, (len(EVAL_VIEWS), 1)), labels, wildlife)
     wild_labels = [lab for lab in labels if get_category(lab).is_wildlife]

@@ -38,7 +38,7 @@ from .errors import TrainingError
 from .features import ViewSpec, render
 from .headfit import first_linear
 from .model import build
-from .train import TrainConfig, fine_tuned_part
+from .train import FROZEN_TRUNK, TrainConfig, fine_tuned_part
 
 PARITY_TOLERANCE = 1e-3
 # Decision-rule settings a run may choose (``calibration.json``) besides temperature and thresholds.
@@ -188,7 +188,7 @@ def images_per_second(paths: dict[str, Path], batch: np.ndarray, rounds: int = 7
     return {kind: float(np.median(values)) for kind, values in rates.items()}
 
 
-def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
+def training_data_summary(run_cfg: TrainConfig, calibration: dict, head: torch.nn.Module | None = None) -> dict:
     examples = data.load_split()
     splits_file = data.DATASET_DIR / "splits.csv"
     sources = Counter(ex.source for ex in examples if ex.split == "train")
@@ -197,7 +197,7 @@ def training_data_summary(run_cfg: TrainConfig, calibration: dict) -> dict:
         "splits_sha256": hashlib.sha256(splits_file.read_bytes()).hexdigest(),
         "photos": dict(Counter(ex.split for ex in examples)),
         "train_views_per_photo": 1 + run_cfg.train_views,
-        "fine_tuned": fine_tuned_part(run_cfg),
+        "fine_tuned": heads_in_words(head) or fine_tuned_part(run_cfg),
         "sources": dict(sources.most_common()),
         "card": "datasets/wildtrade-v1/CARD.md",
         **{
@@ -284,21 +284,21 @@ def bundle_config(run_cfg, calibration: dict, net, pre: PreprocessConfig, versio
         uncertain_below=run_cfg.uncertain_below,
         **{key: calibration[key] for key in RULE_KEYS if key in calibration},
         embedding_dim=int(first_linear(net.top.classifier).in_features),
-        training_data={**training_data_summary(run_cfg, calibration), **head_summary(net.top.classifier)},
+        training_data=training_data_summary(run_cfg, calibration, net.top.classifier),
         created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
     )
 
 
-def head_summary(head: torch.nn.Module) -> dict:
-    """``fine_tuned`` in words for a model 2 head made of several heads or fused with the ivory
-    neighbour score (``training.headfit``, ``training.neighbours``); ``{}`` for a plain head."""
+def heads_in_words(head: torch.nn.Module | None) -> str | None:
+    """What was trained, in words, for a model 2 head made of several heads or fused with the
+    ivory neighbour score (``training.headfit``, ``training.neighbours``); ``None`` otherwise."""
     from .headfit import MeanOfHeads
     from .neighbours import FusedHead
 
     fused = head if isinstance(head, FusedHead) else None
     inner = fused.head if fused else head
     if fused is None and not isinstance(inner, MeanOfHeads):
-        return {}
+        return None
     count = len(inner.heads) if isinstance(inner, MeanOfHeads) else 1
     words = f"{count} one-vs-rest heads (one hidden layer each) averaged" if count > 1 else "a new one-vs-rest head"
     if fused is not None:
@@ -307,8 +307,7 @@ def head_summary(head: torch.nn.Module) -> dict:
             f", the ivory logit averaged with a {gallery.k}-nearest-neighbour score over "
             f"{len(gallery.positives) + len(gallery.negatives):,} training views ({len(gallery.positives):,} ivory)"
         )
-    frozen = ", on the frozen ImageNet network's pooled features; the network itself is not fine-tuned"
-    return {"fine_tuned": words + frozen}
+    return f"{words}, {FROZEN_TRUNK}"
 
 
 def choose_precision(report: dict) -> str:

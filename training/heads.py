@@ -30,6 +30,7 @@ from . import data
 from .features import ViewSpec, cached_features
 from .headfit import fit_heads, head_logits
 from .model import build
+from .neighbours import FusedHead
 from .rule import (
     IVORY_MAX_FALSE_FLAG,
     OBJECT_LABELS,
@@ -306,8 +307,7 @@ def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Pa
     fused = {}
     if cfg.neighbours_k:
         head, fused["neighbours"] = fuse_neighbours(cfg, src, head, limit_per_class)
-    temperature = fused["neighbours"]["head_temperature"] if fused else None
-    calibration = choose_rule(cfg, src, head, limit_per_class, temperature)
+    calibration = choose_rule(cfg, src, head, limit_per_class)
     calibration.update(train_photos=photos, train_views=views, **fused)
     return save_run(cfg, src.net, head, calibration)
 
@@ -414,13 +414,12 @@ def fuse_neighbours(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit
     return fuse(head, src(name, items), positive, xv, yv, src.labels, "ivory", **settings)
 
 
-def choose_rule(
-    cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0, temperature: float | None = None
-) -> dict:
+def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> dict:
     """Calibrate ``head`` and choose the decision rule (``calibration.json``'s content).
 
-    ``temperature``: keep this one instead of fitting it (a head fused with the ivory neighbour
-    score keeps the temperature of the head alone, so every other class scores as without it).
+    A head fused with the ivory neighbour score keeps the temperature of the head alone
+    (:meth:`training.neighbours.FusedHead.kept_temperature`), so every other class scores as
+    without it.
 
     Temperature and the thresholds of every wildlife class but ivory come from validation
     photos in all three views (clean, ad-style, listing scene; :func:`ovr_thresholds`);
@@ -435,7 +434,7 @@ def choose_rule(
     val_ex = _limited(data.load_split("val"), limit_per_class)
     yv = np.tile(targets_matrix(val_ex, labels), (len(EVAL_VIEWS), 1))
     lv = head_logits(head, src("val" if not limit_per_class else "val-small", views_of(val_ex, list(EVAL_VIEWS))))
-    temperature = temperature or fit_temperature(lv, yv)
+    temperature = FusedHead.kept_temperature(head) or fit_temperature(lv, yv)
     pv = sigmoid(lv / temperature)
     thresholds = ovr_thresholds(pv, yv, labels, wildlife)
     thr = np.array([thresholds.get(lab, 1.0) for lab in labels])

@@ -72,11 +72,10 @@ class NeighbourScore(nn.Module):
 
     @classmethod
     def from_state(cls, state: dict, prefix: str) -> NeighbourScore:
-        """An instance shaped like the one saved in ``state`` (its keys under ``prefix``)."""
+        """An instance shaped like the one saved in ``state`` (its keys under ``prefix``); load
+        ``state`` into it (or its parent) for the saved values."""
         get = lambda name: state[prefix + name]
-        score = cls(get("mean"), get("projection"), get("positives"), get("negatives"), int(get("neighbours")))
-        score.affine.copy_(get("affine"))
-        return score
+        return cls(get("mean"), get("projection"), get("positives"), get("negatives"), int(get("neighbours")))
 
 
 class FusedHead(nn.Module):
@@ -92,6 +91,12 @@ class FusedHead(nn.Module):
         i = self.index
         fused = (logits[:, i] + self.temperature * self.neighbours(x)) / 2
         return torch.cat([logits[:, :i], fused[:, None], logits[:, i + 1 :]], dim=1)
+
+    @staticmethod
+    def kept_temperature(head: nn.Module) -> float | None:
+        """The temperature a fused head keeps (its head's own, so that every other class scores
+        as without the neighbour score); ``None`` for any other head (fit one)."""
+        return round(float(head.temperature), 4) if isinstance(head, FusedHead) else None
 
     @classmethod
     def wrap(cls, head: nn.Module, state: dict, prefix: str, index: int) -> FusedHead:

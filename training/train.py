@@ -278,15 +278,15 @@ def _calibrate_and_save(
     return run_dir
 
 
+FROZEN_TRUNK = "on the frozen ImageNet network's pooled features; the network itself is not fine-tuned"
+
+
 def fine_tuned_part(cfg: TrainConfig) -> str:
     """In words, which part of the network a run trains (for the bundle and model card)."""
     if resolve_mode(cfg) == "full":
         return "the whole network, end to end"
     if cfg.cut >= 7:  # model 2 recipe (training.heads): the trunk stays as ImageNet trained it
-        return (
-            "only a new one-vs-rest head (one hidden layer) on the frozen ImageNet network's pooled "
-            "features; the network itself is not fine-tuned"
-        )
+        return f"only a new one-vs-rest head (one hidden layer) {FROZEN_TRUNK}"
     first = f"`blocks[{cfg.cut}][{cfg.cut_layer}:]`" if cfg.cut_layer else f"`blocks[{cfg.cut}]`"
     return f"{first} onwards, the head convolution and a new classifier (stem and earlier blocks frozen)"
 
