@@ -27,11 +27,11 @@ from .heads import (
     FeatureSource,
     HeadsConfig,
     crop_views,
-    dev_ads,
     fuse_neighbours,
     head_logits,
     targets_matrix,
     train_head,
+    training_rows,
     views_of,
 )
 from .neighbours import FusedHead
@@ -41,9 +41,10 @@ from .rule import OBJECT_LABELS, aggregate, fit_temperature, ovr_thresholds, sig
 def compare(cfg: HeadsConfig) -> list[dict]:
     """The rows for one variant (see the module docstring)."""
     src = FeatureSource(cfg, progress=False)
-    head = train_head(cfg, src)[0]
+    rows = training_rows(cfg, src.labels)
+    head = train_head(cfg, src, rows)
     if cfg.neighbours_k:
-        head = fuse_neighbours(cfg, src, head)[0]
+        head = fuse_neighbours(cfg, src, head, rows)[0]
     return rows(cfg, src, head)
 
 
@@ -75,7 +76,7 @@ def rows(cfg: HeadsConfig, src: FeatureSource, head) -> list[dict]:
         round(metrics.macro_f1(metrics.per_class(yv1.argmax(1), part.argmax(1), labels), wild_labels), 4)
         for part in np.split(pv, len(EVAL_VIEWS))
     ]
-    ads = [ex for ex in dev_ads() if ex.cls in ("ivory", "not_ivory")]
+    ads = [ex for ex in devads.examples() if ex.cls in ("ivory", "not_ivory")]
     n = 1 + len(cfg.crops)
     dp = sigmoid(head_logits(head, src("dev-ads", views_of(ads, crop_views(len(cfg.crops))))) / temperature)
     dp = dp.reshape(n, len(ads), len(labels))

@@ -124,9 +124,13 @@ def load_feedback(folder: str | Path, split: str = "feedback") -> list[Example]:
 # --- near-duplicate groups -----------------------------------------------------------------
 
 
+def pdq_of_bytes(raw: bytes) -> str:
+    """PDQ of a photo at the reference's 512 px (dataset grouping, not speed-critical)."""
+    return pdq_hash(load_image(raw).image, max_side=512)[0]
+
+
 def pdq_of_file(path: Path) -> str:
-    """PDQ of a shared photo at the reference's 512 px (dataset grouping, not speed-critical)."""
-    return pdq_hash(load_image(path.read_bytes()).image, max_side=512)[0]
+    return pdq_of_bytes(path.read_bytes())
 
 
 def near_duplicate_pairs(hashes: list[str], max_distance: int = PDQ_MATCH_DISTANCE) -> list[tuple[int, int]]:
@@ -144,10 +148,9 @@ def near_duplicate_pairs(hashes: list[str], max_distance: int = PDQ_MATCH_DISTAN
     return pairs
 
 
-def near_copies(examples: list[Example], reference: list[str], max_distance: int = PDQ_MATCH_DISTANCE) -> set[int]:
-    """Indices of ``examples`` whose photo (PDQ recomputed from the file) lies within
-    ``max_distance`` of a ``reference`` hash: a re-encoded or resized copy of a held-out photo."""
-    hashes = [pdq_of_file(ex.file()) for ex in examples]
+def near_copies(hashes: list[str], reference: list[str], max_distance: int = PDQ_MATCH_DISTANCE) -> set[int]:
+    """Indices of ``hashes`` (PDQ) within ``max_distance`` of a ``reference`` hash: a
+    re-encoded or resized copy of a held-out photo."""
     n = len(reference)
     return {j - n for i, j in near_duplicate_pairs(list(reference) + hashes, max_distance) if i < n <= j}
 

@@ -313,3 +313,14 @@ def write_report(m: dict, out_dir: Path) -> list[Path]:
     j.write_text(json.dumps(m, indent=1) + "\n")
     md.write_text(markdown(m))
     return [j, md]
+
+
+def examples(root: Path | None = None) -> list[data.Example]:
+    """The labelled photos (:func:`load`) as examples for the feature cache: ``cls`` is the
+    photo's label (``ivory``, ``not_ivory``, ``unsure``, ``wildlife_other``), ``source`` its
+    post group."""
+    root = root or data.shared_data_dir()
+    return [
+        data.Example(ad.sha256, str(ad.path.relative_to(root)), ad.label, ad.label, "dev", 0, "", ad.group)
+        for ad in load(root)
+    ]

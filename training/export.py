@@ -202,7 +202,7 @@ def training_data_summary(run_cfg: TrainConfig, calibration: dict, head: torch.n
         "card": "datasets/wildtrade-v1/CARD.md",
         **{
             key: calibration[key]
-            for key in ("ivory_floor", "val_crop_fraction", "dev_ads_crop_fraction", "neighbours")
+            for key in ("ivory_floor", "val_crop_fraction", "dev_ads_crop_fraction", "neighbours", "officers_photos")
             if key in calibration
         },
     }

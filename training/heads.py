@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from vision.preprocess import PreprocessConfig
 from vision.runtime import needs_crops
 from vision.taxonomy import get_category
 
-from . import data
+from . import data, devads, officers
 from .features import ViewSpec, cached_features
 from .headfit import fit_heads, head_logits
 from .model import build
@@ -213,19 +214,6 @@ class FeatureSource:
         )
 
 
-def dev_ads() -> list[data.Example]:
-    """The labelled real sale-post photos (:func:`training.devads.load`) as examples for the
-    feature cache: ``cls`` is the photo's label (``ivory``, ``not_ivory``, ``unsure``,
-    ``wildlife_other``), ``source`` its post group."""
-    from . import devads
-
-    root = data.shared_data_dir()
-    return [
-        data.Example(ad.sha256, str(ad.path.relative_to(root)), ad.label, ad.label, "dev", 0, "", ad.group)
-        for ad in devads.load(root)
-    ]
-
-
 def views_of(examples: list[data.Example], views: list[ViewSpec]) -> list[tuple[data.Example, ViewSpec]]:
     return [(ex, v) for v in views for ex in examples]
 
@@ -301,21 +289,38 @@ def run(cfg: HeadsConfig, progress: bool = True, limit_per_class: int = 0) -> Pa
     """Train the heads, calibrate, choose the decision rule; returns the run folder."""
     torch.set_num_threads(max(1, cfg.workers))
     src = FeatureSource(cfg, progress)
-    head, photos, views = train_head(cfg, src, limit_per_class)
+    rows = training_rows(cfg, src.labels, limit_per_class)
+    head = train_head(cfg, src, rows)
     if cfg.finetune_stages:
-        fine_tune_tail(cfg, src, head, limit_per_class)
+        fine_tune_tail(cfg, src, head, rows)
     fused = {}
     if cfg.neighbours_k:
-        head, fused["neighbours"] = fuse_neighbours(cfg, src, head, limit_per_class)
+        head, fused["neighbours"] = fuse_neighbours(cfg, src, head, rows, limit_per_class)
     calibration = choose_rule(cfg, src, head, limit_per_class)
-    calibration.update(train_photos=photos, train_views=views, **fused)
+    views = len(train_views(cfg))
+    calibration.update(train_photos=len(rows.items) // views, train_views=len(rows.items), **fused)
+    if cfg.extra_train:
+        calibration["officers_photos"] = {"used": rows.officers, "skipped": rows.skipped}
     return save_run(cfg, src.net, head, calibration)
 
 
-def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0):
-    """``(items, name, targets, loss mask)`` of every training view."""
+class Rows(NamedTuple):
+    """Every training view: ``items`` (photo, view), the feature cache ``name``, targets
+    ``y``, loss ``mask``; officers' photos used and the records of those skipped."""
+
+    items: list
+    name: str
+    y: np.ndarray
+    mask: np.ndarray
+    officers: int
+    skipped: list
+
+
+def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0) -> Rows:
+    """The :class:`Rows` of every training view (officers' photos read once, here)."""
     train_ex = _limited(data.load_split("train"), limit_per_class)
-    train_ex += officers_photos(cfg, labels)
+    extra, skipped = officers_photos(cfg, labels)
+    train_ex += extra
     views = train_views(cfg)
     items = views_of(train_ex, views)
     if cfg.balanced_pasting:
@@ -331,7 +336,7 @@ def training_rows(cfg: HeadsConfig, labels: list[str], limit_per_class: int = 0)
         lookalikes = [labels.index(c) for c in IVORY_LOOKALIKES if c in labels]
         rows = y[:, lookalikes].any(1)
         mask[rows, labels.index("ivory")] *= cfg.ivory_lookalike_weight
-    return items, name, y, mask
+    return Rows(items, name, y, mask, len(extra), skipped)
 
 
 def balance_listing_rows(cfg: HeadsConfig, train_ex: list[data.Example], views: list[ViewSpec], items: list):
@@ -351,41 +356,33 @@ def balance_listing_rows(cfg: HeadsConfig, train_ex: list[data.Example], views: 
     return out
 
 
-def officers_photos(cfg: HeadsConfig, labels: list[str]) -> list[data.Example]:
-    """The photos of ``cfg.extra_train`` (``wildscan feedback export`` folders) in a class the
-    model has, never one that validation, test or dev-ads hold (by SHA-256, or a near copy by
-    PDQ): a photo an officer also checked must not leak into training, or into the ivory
-    neighbour gallery where it would find itself, from a split it is judged on."""
+def officers_photos(cfg: HeadsConfig, labels: list[str]) -> tuple[list[data.Example], list[dict]]:
+    """:func:`training.officers.officers_photos` of ``cfg.extra_train``, held out from the
+    validation, test and dev-ads photos."""
     if not cfg.extra_train:
-        return []
-    held, ads = data.load_split("val") + data.load_split("test"), dev_ads()
-    held_out = {ex.sha256 for ex in held + ads}
-    found = [ex for folder in cfg.extra_train for ex in data.load_feedback(folder, "train")]
-    found = [ex for ex in found if ex.cls in labels and ex.sha256 not in held_out]
-    copies = data.near_copies(found, [ex.pdq for ex in held] + [data.pdq_of_file(ad.file()) for ad in ads])
-    return [ex for i, ex in enumerate(found) if i not in copies]
+        return [], []
+    held, ads = data.load_split("val") + data.load_split("test"), devads.examples()
+    hashes = [ex.pdq for ex in held] + [data.pdq_of_file(ad.file()) for ad in ads]
+    return officers.officers_photos(cfg.extra_train, labels, held + ads, hashes)
 
 
-def train_head(cfg: HeadsConfig, src: FeatureSource, limit_per_class: int = 0) -> tuple[nn.Module, int, int]:
-    """The head fitted on every training view: ``(head, training photos, training views)``."""
-    items, name, y, mask = training_rows(cfg, src.labels, limit_per_class)
-    x = src(name, items)
-    return fit_heads(x, y, cfg, mask), len(items) // len(train_views(cfg)), len(x)
+def train_head(cfg: HeadsConfig, src: FeatureSource, rows: Rows) -> nn.Module:
+    """The head fitted on every training view."""
+    return fit_heads(src(rows.name, rows.items), rows.y, cfg, rows.mask)
 
 
-def fine_tune_tail(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> list[dict]:
+def fine_tune_tail(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, rows: Rows) -> list[dict]:
     """The last ``cfg.finetune_stages`` stages, head convolution and ``head`` trained together
     (:mod:`training.tail`); afterwards ``src`` gives the fine-tuned network's features."""
     from .tail import fine_tune
 
-    items, name, y, mask = training_rows(cfg, src.labels, limit_per_class)
-    x = src.activations(name, items)
+    x = src.activations(rows.name, rows.items)
     src.net.top.classifier = head
     history = fine_tune(
         src.net.top,
         x,
-        y,
-        mask,
+        rows.y,
+        rows.mask,
         epochs=cfg.finetune_epochs,
         lr=cfg.finetune_lr,
         weight_decay=cfg.weight_decay,
@@ -397,21 +394,20 @@ def fine_tune_tail(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_
     return history
 
 
-def fuse_neighbours(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0):
+def fuse_neighbours(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, rows: Rows, limit_per_class: int = 0):
     """``head`` with the ivory neighbour score (:func:`training.neighbours.fuse`): its gallery is
     every training photo clean and ad-style (no listing scenes), its affine and temperature unit
     are fitted on the validation photos in the evaluation views. ``(fused head, record)``."""
     from .neighbours import GALLERY_VIEWS, fuse
 
-    items, name, _, _ = training_rows(cfg, src.labels, limit_per_class)
-    items = [(ex, view) for ex, view in items if view.kind in GALLERY_VIEWS]
+    items = [(ex, view) for ex, view in rows.items if view.kind in GALLERY_VIEWS]
     val_ex = _limited(data.load_split("val"), limit_per_class)
     xv = src("val" if not limit_per_class else "val-small", views_of(val_ex, list(EVAL_VIEWS)))
     yv = np.tile(targets_matrix(val_ex, src.labels), (len(EVAL_VIEWS), 1))
     positive = np.array([ex.cls == "ivory" for ex, _ in items])
     kinds = sorted({view.kind for _, view in items})
     settings = {"k": cfg.neighbours_k, "dims": cfg.neighbours_dims, "seed": cfg.seed, "views": kinds}
-    return fuse(head, src(name, items), positive, xv, yv, src.labels, "ivory", **settings)
+    return fuse(head, src(rows.name, items), positive, xv, yv, src.labels, "ivory", **settings)
 
 
 def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per_class: int = 0) -> dict:
@@ -426,8 +422,6 @@ def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per
     the crop cascade's start from validation cost; the ivory threshold from the real sale
     posts (``dev-ads``; reported through cross-validation by :mod:`training.devads`).
     """
-    from . import devads
-
     labels = src.labels
     wildlife = np.array([get_category(lab).is_wildlife for lab in labels])
     objects = np.array([lab in OBJECT_LABELS for lab in labels])
@@ -440,7 +434,7 @@ def choose_rule(cfg: HeadsConfig, src: FeatureSource, head: nn.Module, limit_per
     thr = np.array([thresholds.get(lab, 1.0) for lab in labels])
     crops_from = choose_crops_from(pv, objects & wildlife, (wildlife & (pv >= thr)).any(1))
 
-    ads = [ex for ex in dev_ads() if ex.cls in ("ivory", "not_ivory")]
+    ads = [ex for ex in devads.examples() if ex.cls in ("ivory", "not_ivory")]
     ads = ads[: 4 * limit_per_class] if limit_per_class else ads
     n_views = 1 + len(cfg.crops)
     dx = src("dev-ads" if not limit_per_class else "dev-ads-small", views_of(ads, crop_views(len(cfg.crops))))

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import sqlite3
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -148,7 +149,7 @@ def test_an_older_audit_file_gains_the_feedback_table(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
 
 
-def test_officers_photos_never_bring_held_out_photos_into_training(tmp_path):
+def test_officers_photos_never_bring_held_out_or_unusable_photos_into_training(tmp_path):
     from training import data
     from training.heads import HeadsConfig, officers_photos
 
@@ -160,19 +161,27 @@ def test_officers_photos_never_bring_held_out_photos_into_training(tmp_path):
     buffer = io.BytesIO()
     shown.resize((shown.width * 9 // 10, shown.height * 9 // 10)).save(buffer, "JPEG", quality=70)
     copy = buffer.getvalue()
+    truncated = data.load_split("train")[1].file().read_bytes()[:2000]  # a real JPEG cut short
     rows = []
-    for ex, raw in ((held_out, None), (fresh, None), (data.load_split("val")[0], copy)):
+    for ex, raw in ((held_out, None), (fresh, None), (data.load_split("val")[0], copy), (fresh, truncated)):
         raw = raw or ex.file().read_bytes()
         sha = hashlib.sha256(raw).hexdigest()
         name = f"photos/{sha}.jpg"
         (folder / name).write_bytes(raw)
         rows.append({"path": name, "sha256": sha, "pdq": ex.pdq, "label": ex.cls, "verdict": "correct",
                      "result_id": sha[:32], "case_id": "c1"})  # fmt: skip
+    changed = data.load_split("train")[2]
+    (folder / "photos/changed.jpg").write_bytes(changed.file().read_bytes())
+    rows.append({**rows[1], "path": "photos/changed.jpg", "sha256": "0" * 64, "result_id": "f" * 32})
     with open(folder / "feedback.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     labels = data.classes()
-    assert len({ex.sha256 for ex in load_feedback(folder)} - {held_out.sha256, fresh.sha256}) == 1  # the copy
-    kept = officers_photos(HeadsConfig(extra_train=[str(folder)]), labels)
+    assert len({ex.sha256 for ex in load_feedback(folder)} - {held_out.sha256, fresh.sha256}) == 3
+    kept, skipped = officers_photos(HeadsConfig(extra_train=[str(folder)]), labels)
     assert [ex.sha256 for ex in kept] == [fresh.sha256]  # the test photo and the copy stay out of training
+    # the truncated photo and the one whose bytes changed since the export: skipped, with a reason
+    assert sorted(r["reason"] for r in skipped) == ["changed", "truncated"]
+    assert {Path(r["path"]).name for r in skipped} == {f"{hashlib.sha256(truncated).hexdigest()}.jpg", "changed.jpg"}
+    assert all(r["message"] for r in skipped)

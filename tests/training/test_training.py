@@ -196,6 +196,27 @@ def test_a_cut_inside_a_stage_moves_layers_to_the_top_and_keeps_the_network(phot
 # --- model 2 recipe: frozen trunk + one-vs-rest heads ------------------------------------
 
 
+def officers_export(folder):
+    """A ``wildscan feedback export`` folder: one usable training photo of a class with few
+    photos and one cut short."""
+    import csv
+    import hashlib
+
+    photos = [ex for ex in data.load_split("train") if ex.cls == "parrot"][-2:]
+    (folder / "photos").mkdir(parents=True)
+    rows = []
+    for ex, raw in ((photos[0], photos[0].file().read_bytes()), (photos[1], photos[1].file().read_bytes()[:1500])):
+        sha = hashlib.sha256(raw).hexdigest()
+        (folder / "photos" / f"{sha}.jpg").write_bytes(raw)
+        rows.append({"path": f"photos/{sha}.jpg", "sha256": sha, "pdq": ex.pdq, "label": ex.cls, "verdict": "correct",
+                     "result_id": sha[:32], "case_id": sha[:8]})  # fmt: skip
+    with open(folder / "feedback.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def heads_run(tmp_path_factory):
     from training.heads import HeadsConfig
@@ -204,6 +225,7 @@ def heads_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("heads")
     cfg = HeadsConfig(
         name="tiny.heads",
+        extra_train=[str(officers_export(out / "export"))],
         epochs=2,
         hidden=64,
         ensemble=2,
@@ -231,6 +253,10 @@ def test_heads_run_chooses_a_one_vs_rest_rule_with_crops(heads_run):
     assert "ivory" in calibration["object_labels"] and "snake" not in calibration["object_labels"]
     assert 0 < calibration["crops_from"] <= 1 and calibration["val_crop_fraction"] <= 0.2
     assert calibration["train_views"] == 3 * calibration["train_photos"]  # clean, ad-style, listing scene
+    # the officers' export: the usable photo trained on, the truncated one skipped with its reason
+    officers = calibration["officers_photos"]
+    assert officers["used"] == 1 and [r["reason"] for r in officers["skipped"]] == ["truncated"]
+    assert calibration["train_photos"] == 2 * len(data.classes()) + 1
     # balanced pasting: the listing rows of photos that cannot be cut out became pasted scenes
     # of cut-outs of their class (training.listing.balanced_listing)
     cache = Path(config["cache_dir"])
@@ -248,8 +274,9 @@ def test_balanced_pasting_changes_only_listing_rows_and_keeps_their_labels(tmp_p
 
     cfg = HeadsConfig(listing_views=2, balanced_pasting=True, cache_dir=str(tmp_path), workers=1)
     labels = data.classes()
-    items, _name, y, _mask = training_rows(cfg, labels, limit_per_class=3)
-    plain = training_rows(replace(cfg, balanced_pasting=False), labels, limit_per_class=3)[0]
+    rows = training_rows(cfg, labels, limit_per_class=3)
+    items, y = rows.items, rows.y
+    plain = training_rows(replace(cfg, balanced_pasting=False), labels, limit_per_class=3).items
     assert len(items) == len(plain) == len(y)
     assert all(labels[int(target.argmax())] == ex.cls for (ex, _view), target in zip(items, y))
     changed = [(new, old) for new, old in zip(items, plain) if new != old]
@@ -259,12 +286,15 @@ def test_balanced_pasting_changes_only_listing_rows_and_keeps_their_labels(tmp_p
 def test_heads_run_exports_an_onnx_graph_equal_to_torch(heads_run, tmp_path):
     import onnx
 
-    from training.export import check_parity, export_onnx, load_run, parity_photos
+    from training.export import check_parity, export_onnx, load_run, parity_photos, training_data_summary
     from training.headfit import MeanOfHeads
     from training.neighbours import FusedHead
     from vision.preprocess import PreprocessConfig
 
-    cfg, _calibration, net = load_run(heads_run)
+    cfg, calibration, net = load_run(heads_run)
+    # the bundle says what the officers' export gave: what was used and what was skipped, and why
+    said = training_data_summary(cfg, calibration, net)["officers_photos"]
+    assert said["used"] == 1 and said["skipped"][0]["reason"] == "truncated"
     pre = PreprocessConfig.from_dict(cfg.preprocess)
     onnx_path = export_onnx(net, pre.input_size, tmp_path / "heads.onnx")
     report = check_parity(net, onnx_path, pre, parity_photos(1)[:3])
