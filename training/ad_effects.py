@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     classifier = Classifier.from_path(resolve_model(args.model), intra_threads=2, galleries=None)
     examples, targets = split_examples(classifier, args.split, args.limit_per_class)
     names = args.effects.split(",") if args.effects else list(WORDS)
+    if unknown := [name for name in names if name not in WORDS]:
+        p.error(f"unknown effect {', '.join(unknown)}: choose from {', '.join(WORDS)}")
     print(f"| view ({args.split}, {len(examples)} photos) | wildlife macro-F1 | flag recall | false flags | seconds |")
     print("|---|---:|---:|---:|---:|")
     for name in names:

@@ -234,7 +234,7 @@ def eval_ad_view(img: Image.Image, key: str) -> Image.Image:
     """The deterministic ad-style evaluation view of one photo (seeded by ``key``)."""
     rng = random.Random(f"ad-view|{key}")
     img = img.convert("RGB")
-    # every eval view gets at least two effects so the view is never the clean photo
+    # every eval view gets at least three effects so the view is never the clean photo
     img = rng.choice([border, collage, colour_cast])(img, rng)
     img = text_overlay(img, rng)
     return recompress(ad_style(img, rng) if rng.random() < 0.5 else img, rng)

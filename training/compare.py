@@ -41,10 +41,10 @@ from .rule import OBJECT_LABELS, aggregate, fit_temperature, ovr_thresholds, sig
 def compare(cfg: HeadsConfig) -> list[dict]:
     """The rows for one variant (see the module docstring)."""
     src = FeatureSource(cfg, progress=False)
-    rows = training_rows(cfg, src.labels)
-    head = train_head(cfg, src, rows)
+    train = training_rows(cfg, src.labels)
+    head = train_head(cfg, src, train)
     if cfg.neighbours_k:
-        head = fuse_neighbours(cfg, src, head, rows)[0]
+        head = fuse_neighbours(cfg, src, head, train)[0]
     return rows(cfg, src, head)
 
 

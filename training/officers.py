@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 
 from vision.errors import ImageError
 
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def skip_record(ex: data.Example, reason: str, message: str) -> dict:
-    return {"path": ex.path, "sha256": ex.sha256, "reason": reason, "message": message}
+    """What the bundle says of a skipped photo: its path as the export's feedback.csv has it
+    (``photos/<file>``, never the trainer's own folders), hash and why."""
+    path = Path(ex.path)
+    return {"path": f"{path.parent.name}/{path.name}", "sha256": ex.sha256, "reason": reason, "message": message}
 
 
 def readable(examples: list[data.Example]) -> tuple[list[data.Example], list[str], list[dict]]:

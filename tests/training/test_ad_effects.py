@@ -4,6 +4,7 @@ preprocessing; the CLI prints one row per view."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from training import ad_effects, data
 from vision.runtime import Classifier
@@ -27,3 +28,9 @@ def test_cli_scores_the_views_asked_for(capsys):
     assert rows[0].startswith(f"| view (val, {len(data.classes())} photos)")
     assert [row.split(" | ")[0] for row in rows[1:]] == ["| clean photo", "| smaller, on cloth"]
     assert all(0 <= float(value) <= 1 for row in rows[1:] for value in row.split(" | ")[1:4])
+
+
+def test_cli_refuses_an_unknown_effect_before_scoring(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ad_effects.main(["--effects", "clean,blurr"])
+    assert exit_.value.code == 2 and "unknown effect blurr" in capsys.readouterr().err

@@ -277,6 +277,7 @@ def test_balanced_pasting_changes_only_listing_rows_and_keeps_their_labels(tmp_p
     rows = training_rows(cfg, labels, limit_per_class=3)
     items, y = rows.items, rows.y
     plain = training_rows(replace(cfg, balanced_pasting=False), labels, limit_per_class=3).items
+    assert rows.officers == 0 and rows.skipped == []  # no officers' export: nothing read, nothing skipped
     assert len(items) == len(plain) == len(y)
     assert all(labels[int(target.argmax())] == ex.cls for (ex, _view), target in zip(items, y))
     changed = [(new, old) for new, old in zip(items, plain) if new != old]
