@@ -326,9 +326,10 @@ def test_ivory_neighbour_score_is_made_of_the_nearest_training_photos(heads_run,
     info, ivory = calibration["neighbours"], calibration["labels"].index("ivory")
     train = _limited(data.load_split("train"), 2)
     n_ivory = sum(ex.cls == "ivory" for ex in train)
-    # the gallery: every training photo clean and ad-style (no listing scenes), ivory apart
+    # the gallery: every training photo clean and ad-style (no listing scenes), ivory apart,
+    # the officers' usable photo (a parrot, officers_export) among the others
     assert info["views"] == ["clean", "train"] and info["k"] == 3
-    assert info["gallery"] == {"ivory": 2 * n_ivory, "other": 2 * (len(train) - n_ivory)}
+    assert info["gallery"] == {"ivory": 2 * n_ivory, "other": 2 * (len(train) + 1 - n_ivory)}
     pre = PreprocessConfig.from_dict(cfg.preprocess)
     photos = [ex for ex in train if ex.cls == "ivory"][:1] + [ex for ex in data.load_split("test")][:3]
     views = [load_for_model(ex.file().read_bytes(), pre, whole_only=True)[0] for ex in photos]
