@@ -32,7 +32,15 @@ from vision.tables import Table, is_wildlife
 from vision.taxonomy import get_category
 
 from . import data, metrics
-from .evaluate import PRECISION_TARGETS, SUMMARY_ROWS, VIEWS, metrics_from_logits, predict_logits, split_examples
+from .evaluate import (
+    PRECISION_TARGETS,
+    SUMMARY_ROWS,
+    VIEWS,
+    kind_rows,
+    metrics_from_logits,
+    predict_logits,
+    split_examples,
+)
 
 CACHE_DIR = data.REPO / "runs" / "notebooks"
 # Modules whose code decides the logits (decoding, preprocessing, the ad-style view, the
@@ -135,7 +143,12 @@ def evaluate(
         if cache is not None:
             write_logits(cache, logits, examples)
     return Evaluation(
-        classifier, split, examples, targets, logits, metrics_from_logits(classifier, split, logits, targets)
+        classifier,
+        split,
+        examples,
+        targets,
+        logits,
+        metrics_from_logits(classifier, split, logits, targets, [ex.fine_label for ex in examples]),
     )
 
 
@@ -278,6 +291,15 @@ def per_class_table(m: dict) -> Table:
         rows.append(row)
     macro = ", ".join(f"{v}: wildlife {m[v]['macro_f1_wildlife']:.3f} / all {m[v]['macro_f1_all']:.3f}" for v in views)
     return Table(columns, rows, f"per class (macro-F1 {macro})")
+
+
+def kind_table(m: dict) -> Table:
+    """The share of each kind of photo (the manifest's fine label) flagged in every view:
+    ordinary and look-alike kinds first, most flagged first, then wildlife kinds
+    (:func:`training.evaluate.kind_rows`)."""
+    views = [v for v in VIEWS if v in m]
+    columns = ["kind", "class", "photos", *(f"flagged {v}" for v in views), "possible match clean", "flagged as"]
+    return Table(columns, kind_rows(m), "flagged, by kind of photo")
 
 
 def known_label(label: str) -> bool:

@@ -50,8 +50,9 @@ def predict_logits(
     return np.concatenate(parts) if parts else np.zeros((0, len(classifier.labels)), np.float32)
 
 
-def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) -> dict:
-    """All metrics for one view from the bundle's logits and integer targets."""
+def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray, kinds: list[str] | None = None) -> dict:
+    """All metrics for one view from the bundle's logits and integer targets; with ``kinds``
+    (each photo's fine label in the manifest) also ``by_kind`` (:func:`flags_by_kind`)."""
     labels = classifier.labels
     wildlife = [lab for lab in labels if get_category(lab).is_wildlife]
     probs_raw = classifier.probabilities(logits, temperature=1.0).astype(np.float64)
@@ -100,7 +101,34 @@ def score_view(classifier: Classifier, logits: np.ndarray, targets: np.ndarray) 
             "ceramic_called_ivory": int(cm[ce][iv]),
             "ceramic_flagged": int((flagged & (targets == ce)).sum()),
         }
+    if kinds is not None:
+        out["by_kind"] = flags_by_kind(classifier, probs, targets, kinds, decisions)
     return out
+
+
+def flags_by_kind(
+    classifier: Classifier,
+    probs: np.ndarray,
+    targets: np.ndarray,
+    kinds: list[str],
+    decisions: list[tuple[str, float, bool]],
+) -> dict[str, dict]:
+    """What the decision rule did with each kind of photo (the manifest's fine label:
+    classified-ad photos, stone carvings, live snakes...): how many photos, how many flagged,
+    how many shown as a possible match, and the labels that flagged them. The nearest figures
+    the data has to the issue's real-photo targets (home & garden ads, plants, snakes)."""
+    out: dict[str, dict] = {}
+    for p, t, kind, (label, _, flagged) in zip(probs, targets, kinds, decisions, strict=True):
+        row = out.setdefault(
+            kind, {"class": classifier.labels[t], "photos": 0, "flagged": 0, "possible": 0, "flagged_as": {}}
+        )
+        row["photos"] += 1
+        if flagged:
+            row["flagged"] += 1
+            row["flagged_as"][label] = row["flagged_as"].get(label, 0) + 1
+        elif classifier.possible(p, flagged) is not None:
+            row["possible"] += 1
+    return dict(sorted(out.items()))
 
 
 def split_examples(
@@ -125,9 +153,14 @@ def split_examples(
 
 
 def metrics_from_logits(
-    classifier: Classifier, split: str, logits_by_view: dict[str, np.ndarray], targets: np.ndarray
+    classifier: Classifier,
+    split: str,
+    logits_by_view: dict[str, np.ndarray],
+    targets: np.ndarray,
+    kinds: list[str] | None = None,
 ) -> dict:
-    """What :func:`evaluate_split` returns (without ``_`` keys), from logits already computed."""
+    """What :func:`evaluate_split` returns (without ``_`` keys), from logits already computed;
+    ``kinds``: each photo's fine label (for ``by_kind``)."""
     result = {
         "model": classifier.model_info(),
         "split": split,
@@ -136,7 +169,7 @@ def metrics_from_logits(
         "thresholds": classifier.config.thresholds,
     }
     for view, logits in logits_by_view.items():
-        result[view] = score_view(classifier, logits, targets)
+        result[view] = score_view(classifier, logits, targets, kinds)
     return result
 
 
@@ -157,7 +190,8 @@ def evaluate_split(
     """
     examples, targets = split_examples(classifier, split, limit_per_class, examples)
     logits_by_view = {view: predict_logits(classifier, examples, view, progress) for view in views}
-    result = metrics_from_logits(classifier, split, logits_by_view, targets)
+    kinds = [ex.fine_label for ex in examples]
+    result = metrics_from_logits(classifier, split, logits_by_view, targets, kinds)
     if return_logits:
         result["_logits"] = logits_by_view
         result["_examples"] = examples
@@ -231,7 +265,47 @@ def markdown_report(m: dict) -> str:
     ]
     for lab, r in m["clean"]["recall_at_precision"].items():
         lines.append(f"| {lab} | " + " | ".join(f"{r[str(t)]:.3f}" for t in PRECISION_TARGETS) + " |")
+    if "by_kind" in m["clean"]:
+        lines += ["", *kind_markdown(m, views, names)]
     return "\n".join(lines) + "\n"
+
+
+def kind_rows(m: dict) -> list[list]:
+    """Each kind of photo (the manifest's fine label) as ``[kind, class, photos, share flagged in
+    each view..., share shown as a possible match (clean), the labels that flagged it (clean)]``:
+    kinds that are not wildlife first, most flagged first (every flag is false), then the
+    wildlife kinds, least flagged first (every flag is right, whatever the class)."""
+    views = [v for v in VIEWS if v in m]
+    clean = m["clean"]["by_kind"]
+    share = lambda row: row["flagged"] / row["photos"]
+    wild = lambda kind: get_category(clean[kind]["class"]).is_wildlife
+    order = sorted(clean, key=lambda k: (wild(k), share(clean[k]) if wild(k) else -share(clean[k]), k))
+    rows = []
+    for kind in order:
+        row = clean[kind]
+        top = sorted(row["flagged_as"].items(), key=lambda kv: -kv[1])[:3]
+        rows.append(
+            [kind, row["class"], row["photos"]]
+            + [share(m[v]["by_kind"][kind]) for v in views]
+            + [row["possible"] / row["photos"], ", ".join(f"{lab} {n}" for lab, n in top)]
+        )
+    return rows
+
+
+def kind_markdown(m: dict, views: list[str], names: dict[str, str]) -> list[str]:
+    """:func:`kind_rows` as Markdown lines."""
+    lines = [
+        "Flagged, by kind of photo (the manifest's fine label; flagged as any wildlife class): ordinary and "
+        "look-alike kinds first (every flag is false), then wildlife kinds (every flag is right, whatever "
+        "the class).",
+        "",
+        "| kind | class | photos | " + " | ".join(f"flagged {names[v]}" for v in views) + " | possible match clean "
+        "| flagged as (clean) |",
+        "|---|---|---:|" + "---:|" * len(views) + "---:|---|",
+    ]
+    for kind, cls, n, *shares, flagged_as in kind_rows(m):
+        lines.append(f"| {kind} | {cls} | {n} | " + " | ".join(f"{x:.1%}" for x in shares) + f" | {flagged_as} |")
+    return lines
 
 
 def write_report(m: dict, out_dir: Path) -> list[Path]:

@@ -80,6 +80,56 @@ def test_per_class_and_summary_tables_show_the_metrics(ev):
     assert summary["flag recall"]["clean"] == pytest.approx(3 / 6)  # of 0, 1, 2, 3, 8, 9
 
 
+# The kind of each case (the manifest's fine label), for the flags by kind.
+KINDS = ["ivory_carving"] * 4 + ["ceramic_lookalike"] * 2 + ["porcelain_figurine"] * 2
+KINDS += ["reef_coral_live"] * 2 + ["marketplace_photo"] * 2
+
+
+def test_flags_by_kind_known_answers(tmp_path, ev):
+    from tiny_model import make_tiny_bundle
+
+    classifier = Classifier.from_path(
+        make_tiny_bundle(tmp_path / "possible", temperature=TEMPERATURE, possible_ratio=0.5),
+        galleries=None,
+    )
+    m = metrics_from_logits(classifier, "test", ev.logits, ev.targets, KINDS)
+    clean = m["clean"]["by_kind"]
+    assert clean["ivory_carving"] == {
+        "class": "ivory",
+        "photos": 4,
+        "flagged": 2,
+        "possible": 2,
+        "flagged_as": {"ivory": 2},
+    }
+    assert clean["ceramic_lookalike"]["flagged_as"] == {"ivory": 2}  # cases 4 and 5
+    assert clean["porcelain_figurine"] == {  # case 7: ivory 0.35 is at least half its threshold 0.6
+        "class": "ceramic_porcelain",
+        "photos": 2,
+        "flagged": 0,
+        "possible": 1,
+        "flagged_as": {},
+    }
+    assert clean["marketplace_photo"]["flagged_as"] == {"reef_coral": 1}  # case 11
+    rows = analysis.kind_table(m).records()
+    # ordinary and look-alike kinds first, most flagged first; then wildlife, least flagged first
+    assert [r["kind"] for r in rows] == [
+        "ceramic_lookalike",
+        "marketplace_photo",
+        "porcelain_figurine",
+        "ivory_carving",
+        "reef_coral_live",
+    ]
+    assert (
+        rows[0]["flagged clean"] == 1.0 and rows[1]["flagged clean"] == 0.5 and rows[3]["possible match clean"] == 0.5
+    )
+    assert "by_kind" not in ev.metrics["clean"]  # only when kinds are given
+    from training.card import proxy_rows
+
+    home = next(line for line in proxy_rows(m) if line.startswith("| home & garden"))
+    assert "| 2 `marketplace_photo` | 50.0% / " in home and home.endswith("| no |")  # case 11 flagged in clean
+    assert not any(line.startswith("| backyard snakes") for line in proxy_rows(m))  # no snake photos
+
+
 def test_confusion_matrix_rows_sum_to_one(ev):
     cm = analysis.confusion_matrix(ev.metrics, "clean")
     assert np.allclose(cm.sum(1), 1.0)

@@ -33,7 +33,10 @@ def test_bundle_is_consistent_and_documented(shipped, shipped_model_dir):
 
     metrics = json.loads((shipped_model_dir / f"{DEFAULT_MODEL}.eval" / "metrics.json").read_text())
     assert metrics["model"]["sha256"] == bundle.sha256
+    from training.card import proxy_rows
+
     assert markdown_report(metrics) in card  # the card's numbers are the evaluation's
+    assert "\n".join(proxy_rows(metrics)) in card and "by_kind" in metrics["listing"]
 
 
 def test_known_photos_get_their_known_labels(shipped, shared_data):
