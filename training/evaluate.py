@@ -308,6 +308,21 @@ def kind_markdown(m: dict, views: list[str], names: dict[str, str]) -> list[str]
     return lines
 
 
+def bundle_summary(m: dict, weights: str, images_per_second: float) -> dict:
+    """The headline figures of an evaluation, as the bundle JSON keeps them (``metrics``)."""
+    two = lambda get: {view: round(get(m[view]), 4) for view in ("clean", "ad")}
+    return {
+        "split": m["split"],
+        "weights": weights,
+        "macro_f1_wildlife": two(lambda v: v["macro_f1_wildlife"]),
+        "macro_f1_all": two(lambda v: v["macro_f1_all"]),
+        "flag_precision": two(lambda v: v["flag"]["precision"]),
+        "flag_recall": two(lambda v: v["flag"]["recall"]),
+        "ece_after_temperature": two(lambda v: v["ece_after_temperature"]),
+        "images_per_second_1_thread": images_per_second,
+    }
+
+
 def write_report(m: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in m.items() if not k.startswith("_")}

@@ -35,6 +35,7 @@ from vision.runtime import Classifier
 
 from . import data
 from .errors import TrainingError
+from .evaluate import bundle_summary
 from .features import ViewSpec, render
 from .headfit import first_linear
 from .model import build
@@ -336,7 +337,10 @@ def ship(out_dir: Path, name: str, candidates: dict[str, Path], config: BundleCo
     fp32 one beside it when int8 ships; returns the reloaded, checked bundle."""
     chosen = report["shipped"]
     final_config = BundleConfig.from_dict(
-        {**config.to_dict(), "metrics": _summary(evaluations[chosen], chosen, report)}
+        {
+            **config.to_dict(),
+            "metrics": bundle_summary(evaluations[chosen], chosen, report[chosen]["images_per_second_1_thread"]),
+        }
     )
     fp32 = candidates["fp32"]
     shipped = out_dir / f"{name}.onnx"
@@ -348,35 +352,19 @@ def ship(out_dir: Path, name: str, candidates: dict[str, Path], config: BundleCo
         save_bundle_config(
             kept_fp32,
             BundleConfig.from_dict(
-                {**config.to_dict(), "name": f"{name}-fp32", "metrics": _summary(evaluations["fp32"], "fp32", report)}
+                {
+                    **config.to_dict(),
+                    "name": f"{name}-fp32",
+                    "metrics": bundle_summary(
+                        evaluations["fp32"], "fp32", report["fp32"]["images_per_second_1_thread"]
+                    ),
+                }
             ),
         )
     else:  # the shipped file is the fp32 one: no copy, and none left from an earlier export
         for stale in (kept_fp32, kept_fp32.with_suffix(".json")):
             stale.unlink(missing_ok=True)
     return load_bundle(shipped, runtime="onnxruntime")  # reload: checks JSON against graph, hashes the shipped file
-
-
-def _summary(m: dict, kind: str, report: dict) -> dict:
-    return {
-        "split": m["split"],
-        "weights": kind,
-        "macro_f1_wildlife": {
-            "clean": round(m["clean"]["macro_f1_wildlife"], 4),
-            "ad": round(m["ad"]["macro_f1_wildlife"], 4),
-        },
-        "macro_f1_all": {"clean": round(m["clean"]["macro_f1_all"], 4), "ad": round(m["ad"]["macro_f1_all"], 4)},
-        "flag_precision": {
-            "clean": round(m["clean"]["flag"]["precision"], 4),
-            "ad": round(m["ad"]["flag"]["precision"], 4),
-        },
-        "flag_recall": {"clean": round(m["clean"]["flag"]["recall"], 4), "ad": round(m["ad"]["flag"]["recall"], 4)},
-        "ece_after_temperature": {
-            "clean": round(m["clean"]["ece_after_temperature"], 4),
-            "ad": round(m["ad"]["ece_after_temperature"], 4),
-        },
-        "images_per_second_1_thread": report[kind]["images_per_second_1_thread"],
-    }
 
 
 def static_same_padding(net: torch.nn.Module, size: int) -> int:

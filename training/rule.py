@@ -13,8 +13,9 @@ from vision.runtime import best_view
 from . import metrics
 
 # Object labels: scored by their maximum over the whole photo and its crops (a small carving
-# in a cluttered listing photo). Live animals keep the whole photo's score: crops of wide
-# scenes raised their false flags and, with re-chosen thresholds, cut snake recall.
+# in a cluttered listing photo). Here live animals keep the whole photo's score: their
+# thresholds are chosen on whole-photo features. Which animals read their best crop too is
+# chosen after export on the ONNX file's own outputs of every view (training.view_rule).
 OBJECT_LABELS = (
     "ivory",
     "reptile_skin_product",
@@ -89,6 +90,8 @@ def choose_crops_from(
 ) -> float:
     """The lowest wildlife-object score (``objects``: those labels) from which crops are run
     such that at most ``max_fraction`` of the photos (scores ``whole``, N x C) need them."""
+    if not objects.any():
+        return 1.0  # nothing starts the cascade
     best = np.where(flagged, -1.0, whole[:, objects].max(1))
     for c in np.round(np.arange(0.02, 1.0, 0.01), 2):
         if (best >= c).mean() <= max_fraction:

@@ -29,7 +29,15 @@ INPUT = "image"
 SCORE_MODES = ("softmax", "sigmoid")
 
 
-_SCORING = ("labels", "preprocess", "temperature", "score_mode", "object_labels", "crops_from")
+_SCORING = (
+    "labels",
+    "preprocess",
+    "temperature",
+    "score_mode",
+    "object_labels",
+    "crop_triggers",
+    "crops_from",
+)
 
 
 @dataclass
@@ -50,8 +58,12 @@ class BundleConfig:
     score_mode: str = "softmax"
     # With crops in ``preprocess``: labels scored by their maximum over the views (objects);
     # every other label keeps its whole-photo score. Crops are run only for photos that no
-    # label flags and whose best wildlife-object score on the whole photo reaches ``crops_from``.
+    # label flags and whose best wildlife-trigger score on the whole photo reaches ``crops_from``.
     object_labels: list[str] = field(default_factory=list)
+    # The labels whose whole-photo score starts the cascade (at ``crops_from``); empty: the
+    # object labels. A label can take its best view without starting the cascade (2.2.0:
+    # crocodilians and turtles are read from crops that snakes, lizards or objects asked for).
+    crop_triggers: list[str] = field(default_factory=list)
     crops_from: float = 0.0
     # "possible match" band: a wildlife score at or above possible_ratio x its threshold
     # (but below it) is reported as ``possible`` without flagging (0: no band).
@@ -74,9 +86,10 @@ class BundleConfig:
             raise BundleError(f"score_mode {self.score_mode!r}; choose from {', '.join(SCORE_MODES)}")
         if not 0 <= self.possible_ratio < 1:
             raise BundleError(f"possible_ratio must be in [0, 1), got {self.possible_ratio}")
-        unknown = set(self.object_labels) - set(self.labels)
-        if unknown:
-            raise BundleError(f"object_labels the model lacks: {sorted(unknown)}")
+        for name in ("object_labels", "crop_triggers"):
+            unknown = set(getattr(self, name)) - set(self.labels)
+            if unknown:
+                raise BundleError(f"{name} the model lacks: {sorted(unknown)}")
 
     def threshold(self, label: str) -> float:
         return float(self.thresholds.get(label, self.default_threshold))
@@ -89,7 +102,10 @@ class BundleConfig:
     def scoring_digest(self) -> str:
         """SHA-256 (16 hex) of what in the JSON decides a photo's scores (labels, preprocessing,
         temperature, score mode, views): with the ONNX file, its runtime and the image bytes,
-        what a stored score depends on. Thresholds are left out: they decide from the scores.
+        what a stored score depends on. Thresholds are left out, so that a scan can apply other
+        thresholds to stored scores without scoring again; with the crop cascade this is close,
+        not exact: a photo the bundle's thresholds flagged on the whole photo was stored
+        without its crops' scores.
         Every preprocessing field counts, defaults included: a field added later changes the
         digest (scans rescore once; runtime parity is measured again)."""
         about = {k: v for k, v in self.to_dict().items() if k in _SCORING}

@@ -6,8 +6,9 @@ Decision rule (documented in the model card too):
    ``score_mode = "sigmoid"`` one-vs-rest ``p = sigmoid(logits / temperature)``. With crops
    in the preprocessing (whole photo + crops), an object label's p is its maximum over the
    views and every other label's p its whole-photo value; crops are run only for photos
-   that step 3 does not flag on the whole photo and whose best object score reaches
-   ``crops_from`` (a cascade, so most photos cost one view).
+   that step 3 does not flag on the whole photo and whose best score among the trigger
+   labels (``crop_triggers``, else the object labels) reaches ``crops_from`` (a cascade,
+   so most photos cost one view).
 2. A wildlife label *passes* when ``p[label] >= thresholds[label]``.
 3. If any pass: ``flagged = True`` and ``label`` is the passing label with the highest p.
 4. Otherwise ``label`` is the top label, or ``uncertain`` when its p is below
@@ -99,12 +100,12 @@ def decide(
 
 
 def needs_crops(
-    whole: np.ndarray, wildlife: np.ndarray, objects: np.ndarray, thresholds: np.ndarray, crops_from: float
+    whole: np.ndarray, wildlife: np.ndarray, triggers: np.ndarray, thresholds: np.ndarray, crops_from: float
 ) -> np.ndarray:
     """The crop cascade: for each row of whole-photo scores (N x C), whether its crops are
-    run: no wildlife label passes its threshold, and a wildlife object label (ivory, reptile
-    skin...; the masks are over the labels) scores ``crops_from`` or more."""
-    trigger = objects & wildlife
+    run: no wildlife label passes its threshold, and a wildlife trigger label (ivory, reptile
+    skin, snake...; the masks are over the labels) scores ``crops_from`` or more."""
+    trigger = triggers & wildlife
     if not trigger.any():
         return np.zeros(len(whole), dtype=bool)
     flagged = (wildlife & (whole >= thresholds)).any(axis=-1)
@@ -144,6 +145,8 @@ class Classifier:
         self._wildlife = np.array([get_category(label).is_wildlife for label in self.labels])
         self._thresholds = np.array([bundle.config.threshold(label) for label in self.labels], dtype=np.float32)
         self._objects = np.array([label in bundle.config.object_labels for label in self.labels])
+        triggers = bundle.config.crop_triggers or bundle.config.object_labels
+        self._triggers = np.array([label in triggers for label in self.labels])
         self._gallery_spec = galleries
         self.galleries: GalleryStore | None = self._open_galleries(galleries)
 
@@ -267,7 +270,7 @@ class Classifier:
 
     def needs_crops(self, whole_probs: np.ndarray) -> np.ndarray:
         """Which photos (rows of whole-photo probabilities) the crops are run for (:func:`needs_crops`)."""
-        return needs_crops(whole_probs, self._wildlife, self._objects, self._thresholds, self.config.crops_from)
+        return needs_crops(whole_probs, self._wildlife, self._triggers, self._thresholds, self.config.crops_from)
 
     def probabilities(self, logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
         """Calibrated scores over the model's labels: temperature-scaled softmax, or sigmoid

@@ -65,6 +65,33 @@ def test_object_scores_take_the_best_view_when_the_cascade_runs_crops(tmp_path, 
     assert np.isnan(logits[0, 1:]).all() != crops_run  # crops not needed are never computed
 
 
+@pytest.mark.parametrize("triggers, crops_run", [(["reef_coral"], True), (["ivory"], False)])
+def test_crop_triggers_start_the_cascade_for_every_best_view_label(tmp_path, photo, triggers, crops_run):
+    """A label can take its best view without starting the cascade (``crop_triggers``): here
+    both labels read their best view, and only the trigger label's whole-photo score decides
+    whether the crops run."""
+    data = corner_photo(photo)
+    tensor = load_for_model(data, PreprocessConfig(input_size=32, crops=CROPS))[0]
+    views = sigmoid(tiny_logits(tensor))  # V x C, the oracle
+    # the cascade starts between the two whole-photo scores: coral reaches it, ivory does not
+    crops_from = float(views[0, IVORY] + views[0, CORAL]) / 2
+    assert views[0, IVORY] < crops_from <= views[0, CORAL]
+    path = make_tiny_bundle(
+        tmp_path,
+        crops=CROPS,
+        score_mode="sigmoid",
+        object_labels=["ivory", "reef_coral"],
+        crop_triggers=triggers,
+        crops_from=crops_from,
+        thresholds={"ivory": 0.9999, "reef_coral": 0.9999},
+    )
+    [result] = Classifier.from_path(path, galleries=None).predict([("corner.png", data)])
+    best = views.max(0) if crops_run else views[0]
+    assert result.scores["ivory"] == pytest.approx(best[IVORY], abs=1e-5)
+    assert result.scores["reef_coral"] == pytest.approx(best[CORAL], abs=1e-5)
+    assert views[1:, IVORY].max() > views[0, IVORY]  # the crops would change the ivory score
+
+
 def test_possible_match_band_below_the_threshold(tmp_path, photo):
     data = corner_photo(photo)
     base = make_tiny_bundle(tmp_path / "a", score_mode="sigmoid", possible_ratio=0.5)
@@ -91,6 +118,8 @@ def test_bundle_refuses_a_bad_rule():
         BundleConfig(name="x", version="1", labels=["ivory"], score_mode="tanh")
     with pytest.raises(BundleError, match="object_labels"):
         BundleConfig(name="x", version="1", labels=["ivory"], object_labels=["snake"])
+    with pytest.raises(BundleError, match="crop_triggers"):
+        BundleConfig(name="x", version="1", labels=["ivory"], crop_triggers=["snake"])
 
 
 def test_lazy_crops_give_exactly_the_eager_cascade_on_real_sale_posts(shared_data):
