@@ -96,8 +96,8 @@ def header_section(bundle, export: dict) -> list[str]:
         f"- **Scores**: {rule}; temperature {cfg.temperature} fitted on validation; `uncertain` below "
         f"{cfg.uncertain_below}."
         + (
-            f" Classes read at their best view ({', '.join(f'`{o}`' for o in cfg.object_labels)}) take their best score over the "
-            f"whole photo and its crops; crops run only for photos not flagged on the whole photo whose best "
+            f" Classes read at their best view ({', '.join(f'`{o}`' for o in cfg.object_labels)}) take their "
+            f"best score over the whole photo and its crops; crops run only for photos not flagged on the whole photo whose best "
             f"score among {', '.join(f'`{o}`' for o in triggers(cfg))} reaches {cfg.crops_from} (a cascade)."
             if cfg.object_labels
             else ""
