@@ -97,8 +97,9 @@ def header_section(bundle, export: dict) -> list[str]:
         f"{cfg.uncertain_below}."
         + (
             f" Classes read at their best view ({', '.join(f'`{o}`' for o in cfg.object_labels)}) take their "
-            f"best score over the whole photo and its crops; crops run only for photos not flagged on the whole photo whose best "
-            f"score among {', '.join(f'`{o}`' for o in triggers(cfg))} reaches {cfg.crops_from} (a cascade)."
+            f"best score over the whole photo and its crops; crops run only for photos not flagged on the "
+            f"whole photo whose best score among {', '.join(f'`{o}`' for o in triggers(cfg))} reaches "
+            f"{cfg.crops_from} (a cascade)."
             if cfg.object_labels
             else ""
         )
