@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from vision.preprocess import PreprocessConfig
+from vision.preprocess import PreprocessConfig, crop_views
 from vision.taxonomy import UNCERTAIN
 
 GREY = 0.5  # the occluder, in [0, 1] pixel units
@@ -32,7 +32,9 @@ class Explanation:
     (1 = the cell whose occlusion lowers the label's probability most); ``drops`` the
     raw probability drops; ``region`` is ``(x0, y0, x1, y1)``, where the grid's outer
     edges lie on the original photo as fractions of its width and height; ``overlay_png``
-    a ``data:image/png`` URL of a translucent heatmap to stretch over that region.
+    a ``data:image/png`` URL of a translucent heatmap to stretch over that region. ``view``
+    says which model input was explained: the crop that gave a label read at its best view
+    its score (a small snake in a wide scene), else the whole photo (0).
     """
 
     label: str
@@ -42,6 +44,7 @@ class Explanation:
     max_drop: float
     region: tuple[float, float, float, float]
     overlay_png: str
+    view: int = 0  # the model input explained: 0 the whole photo, k the k-th crop (``region`` is on it)
 
     def as_dict(self) -> dict:
         """JSON-ready fields (the API's ``explanation`` block)."""
@@ -94,14 +97,49 @@ def occlusion_drops(
     return drops, index, base
 
 
+def scored_view(classifier, tensor: np.ndarray, source: Image.Image | None, index: int) -> tuple[np.ndarray, int]:
+    """``(model input, view)``: the input whose score the result reports for label ``index``.
+    A label read at its best view (``object_labels``) takes it from the crop that scored it
+    highest when the cascade ran the crops for this photo; any other label, or a photo whose
+    crops did not run, from the whole photo (view 0). ``tensor`` is the whole photo (3 x S x S)
+    or every view (V x 3 x S x S); ``source`` the decoded photo when the crops were not made."""
+    cfg = classifier.preprocess
+    whole = tensor[0] if tensor.ndim == 4 else tensor
+    best_view_label = classifier.labels[index] in classifier.config.object_labels
+    if not cfg.crops or not best_view_label or cfg.resize_mode != "squash":
+        return whole, 0
+    if not classifier.needs_crops(classifier.probabilities(classifier.run(whole[None])[0]))[0]:
+        return whole, 0  # the cascade did not run the crops: the whole photo's score was reported
+    if tensor.ndim == 4:
+        views = tensor
+    elif source is not None:
+        views = np.concatenate([whole[None], crop_views(source, cfg)])
+    else:
+        return whole, 0
+    view = int(np.argmax(classifier.probabilities(classifier.run(views)[0])[:, index]))
+    return views[view], view
+
+
 def explain(
-    classifier, tensor: np.ndarray, label: str | None, *, width: int, height: int, grid: int = 7
+    classifier,
+    tensor: np.ndarray,
+    label: str | None,
+    *,
+    width: int,
+    height: int,
+    grid: int = 7,
+    source: Image.Image | None = None,
 ) -> Explanation:
-    """Explain ``label`` (the result's label; ``uncertain`` or ``None`` -> the top label).
+    """Explain ``label`` (the result's label; ``uncertain`` or ``None`` -> the top label) on the
+    model input that gave its score (:func:`scored_view`; ``source``: the decoded photo, for
+    crops prepared lazily).
 
     ``width`` and ``height`` are the original photo's, used to place the grid on it.
     """
     index = classifier.labels.index(label) if label and label != UNCERTAIN and label in classifier.labels else None
+    view = 0
+    if index is not None:
+        tensor, view = scored_view(classifier, tensor, source, index)
     drops, index, base = occlusion_drops(classifier, tensor, index, grid)
     positive = np.clip(drops, 0.0, None)
     peak = float(positive.max())
@@ -112,8 +150,11 @@ def explain(
         grid=np.round(importance.astype(np.float64), 4).tolist(),
         drops=np.round(drops.astype(np.float64), 6).tolist(),
         max_drop=round(peak, 6),
-        region=grid_region(classifier.preprocess, width, height),
+        region=tuple(classifier.preprocess.crops[view - 1])
+        if view
+        else grid_region(classifier.preprocess, width, height),
         overlay_png=png_data_url(heatmap_image(importance)),
+        view=view,
     )
 
 

@@ -161,6 +161,7 @@ async def add_explanations(state: AppState, records: list[dict], prepared: list)
                 width=item.width,
                 height=item.height,
                 grid=state.settings.explain_grid,
+                source=item.source,
             )
         )
         record["explanation"] = explanation.as_dict()

@@ -1,0 +1,51 @@
+"""The heatmap explains the model input that gave the result its score: for a label read at
+its best view, the crop the cascade ran (tiny model, a real photo in one corner of a frame)."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny_model import TINY_LABELS, make_tiny_bundle, tiny_logits
+
+from serving.explain import explain
+from vision.preprocess import load_for_model
+from vision.runtime import Classifier, prepare_image
+
+CROPS = ((0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0))
+IVORY = TINY_LABELS.index("ivory")
+
+
+def ivory_bottom_right(photo) -> bytes:
+    frame = Image.new("RGB", (240, 240), (25, 25, 25))
+    frame.paste(Image.open(photo("ivory_carving")).convert("RGB").resize((120, 120)), (120, 120))
+    out = io.BytesIO()
+    frame.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("crops_from", [0.0, 0.9999])
+def test_a_label_read_at_its_best_view_is_explained_on_that_view(tmp_path, photo, crops_from):
+    path = make_tiny_bundle(
+        tmp_path,
+        crops=CROPS,
+        score_mode="sigmoid",
+        object_labels=["ivory"],
+        crops_from=crops_from,
+        thresholds={"ivory": 0.9999, "reef_coral": 0.9999},
+    )
+    classifier = Classifier.from_path(path, galleries=None)
+    data = ivory_bottom_right(photo)
+    scores = 1 / (1 + np.exp(-tiny_logits(load_for_model(data, classifier.preprocess)[0])))  # V x C oracle
+    crops_run = crops_from == 0.0
+    expected = int(np.argmax(scores[:, IVORY])) if crops_run else 0
+    assert (expected != 0) == crops_run  # the crop holding the carving scores it higher than the whole
+
+    prepared = prepare_image("frame.png", data, classifier.preprocess)  # whole photo now, crops lazily
+    heat = explain(classifier, prepared.tensor, "ivory", width=240, height=240, grid=4, source=prepared.source)
+    assert heat.view == expected
+    assert heat.region == (CROPS[expected - 1] if expected else (0.0, 0.0, 1.0, 1.0))
+    [result] = classifier.predict([("frame.png", data)])
+    assert heat.base_score == pytest.approx(result.scores["ivory"], abs=1e-5)  # the score the officer sees
+    eager = explain(classifier, load_for_model(data, classifier.preprocess)[0], "ivory", width=240, height=240, grid=4)
+    assert (eager.view, eager.grid) == (heat.view, heat.grid)
