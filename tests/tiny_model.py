@@ -66,3 +66,13 @@ def make_tiny_bundle(folder: Path, name: str = "tiny.test", size: int = 32, crop
     )
     save_bundle_config(onnx_path, cfg)
     return onnx_path
+
+
+CASCADE_CROPS = ((0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0))
+
+
+def make_cascade_bundle(folder: Path, crops_from: float, **config) -> Path:
+    """A one-vs-rest tiny bundle with two quarter crops, ivory read at its best view, and
+    thresholds nothing reaches: the crops run exactly when a trigger scores ``crops_from``."""
+    settings = {"object_labels": ["ivory"], "thresholds": {"ivory": 0.9999, "reef_coral": 0.9999}, **config}
+    return make_tiny_bundle(folder, crops=CASCADE_CROPS, score_mode="sigmoid", crops_from=crops_from, **settings)

@@ -6,13 +6,13 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_model import TINY_LABELS, make_tiny_bundle, tiny_logits
+from tiny_model import CASCADE_CROPS, TINY_LABELS, make_cascade_bundle, tiny_logits
 
 from serving.explain import explain
 from vision.preprocess import load_for_model
 from vision.runtime import Classifier, prepare_image
 
-CROPS = ((0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0))
+CROPS = CASCADE_CROPS
 IVORY = TINY_LABELS.index("ivory")
 
 
@@ -26,15 +26,7 @@ def ivory_bottom_right(photo) -> bytes:
 
 @pytest.mark.parametrize("crops_from", [0.0, 0.9999])
 def test_a_label_read_at_its_best_view_is_explained_on_that_view(tmp_path, photo, crops_from):
-    path = make_tiny_bundle(
-        tmp_path,
-        crops=CROPS,
-        score_mode="sigmoid",
-        object_labels=["ivory"],
-        crops_from=crops_from,
-        thresholds={"ivory": 0.9999, "reef_coral": 0.9999},
-    )
-    classifier = Classifier.from_path(path, galleries=None)
+    classifier = Classifier.from_path(make_cascade_bundle(tmp_path, crops_from), galleries=None)
     data = ivory_bottom_right(photo)
     scores = 1 / (1 + np.exp(-tiny_logits(load_for_model(data, classifier.preprocess)[0])))  # V x C oracle
     crops_run = crops_from == 0.0

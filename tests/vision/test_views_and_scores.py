@@ -6,14 +6,14 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_model import TINY_LABELS, make_tiny_bundle, tiny_logits
+from tiny_model import CASCADE_CROPS, TINY_LABELS, make_cascade_bundle, make_tiny_bundle, tiny_logits
 
 from vision.bundle import BundleConfig
 from vision.errors import BundleError
 from vision.preprocess import PreprocessConfig, load_for_model, to_model_views
 from vision.runtime import Classifier
 
-CROPS = ((0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0))
+CROPS = CASCADE_CROPS
 IVORY, CORAL = TINY_LABELS.index("ivory"), TINY_LABELS.index("reef_coral")
 
 
@@ -45,15 +45,7 @@ def test_views_are_the_whole_photo_and_each_crop(photo):
 
 @pytest.mark.parametrize("crops_from, crops_run", [(0.0, True), (0.9999, False)])
 def test_object_scores_take_the_best_view_when_the_cascade_runs_crops(tmp_path, photo, crops_from, crops_run):
-    path = make_tiny_bundle(
-        tmp_path,
-        crops=CROPS,
-        score_mode="sigmoid",
-        object_labels=["ivory"],
-        crops_from=crops_from,
-        thresholds={"ivory": 0.9999, "reef_coral": 0.9999},
-    )
-    clf = Classifier.from_path(path, galleries=None)
+    clf = Classifier.from_path(make_cascade_bundle(tmp_path, crops_from), galleries=None)
     data = corner_photo(photo)
     tensor = load_for_model(data, clf.preprocess)[0]
     [result] = clf.predict([("corner.png", data)])
@@ -76,15 +68,7 @@ def test_crop_triggers_start_the_cascade_for_every_best_view_label(tmp_path, pho
     # the cascade starts between the two whole-photo scores: coral reaches it, ivory does not
     crops_from = float(views[0, IVORY] + views[0, CORAL]) / 2
     assert views[0, IVORY] < crops_from <= views[0, CORAL]
-    path = make_tiny_bundle(
-        tmp_path,
-        crops=CROPS,
-        score_mode="sigmoid",
-        object_labels=["ivory", "reef_coral"],
-        crop_triggers=triggers,
-        crops_from=crops_from,
-        thresholds={"ivory": 0.9999, "reef_coral": 0.9999},
-    )
+    path = make_cascade_bundle(tmp_path, crops_from, object_labels=["ivory", "reef_coral"], crop_triggers=triggers)
     [result] = Classifier.from_path(path, galleries=None).predict([("corner.png", data)])
     best = views.max(0) if crops_run else views[0]
     assert result.scores["ivory"] == pytest.approx(best[IVORY], abs=1e-5)
