@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from vision.bundle import load_bundle
-from vision.taxonomy import list_categories
+from vision.taxonomy import get_category, list_categories
 
 from .evaluate import markdown_report
 
@@ -68,6 +68,7 @@ def write_model_card(bundle_path: Path, extra_sections: str | None = None) -> Pa
 def header_section(bundle, export: dict) -> list[str]:
     """File, architecture, preprocessing, scores, data; purpose; classes covered."""
     cfg = bundle.config
+    wildlife_triggers = [lab for lab in cfg.triggers if get_category(lab).is_wildlife]
     td = cfg.training_data
     rule = (
         "one-vs-rest: `p = sigmoid(logits / temperature)` per class"
@@ -98,7 +99,7 @@ def header_section(bundle, export: dict) -> list[str]:
         + (
             f" Classes read at their best view ({', '.join(f'`{o}`' for o in cfg.object_labels)}) take their "
             f"best score over the whole photo and its crops; crops run only for photos not flagged on the "
-            f"whole photo whose best score among {', '.join(f'`{o}`' for o in triggers(cfg))} reaches "
+            f"whole photo whose best score among {', '.join(f'`{o}`' for o in wildlife_triggers)} reaches "
             f"{cfg.crops_from} (a cascade)."
             if cfg.object_labels
             else ""
@@ -114,13 +115,6 @@ def header_section(bundle, export: dict) -> list[str]:
         f"photos per split {td.get('photos')}, {td.get('train_views_per_photo')} views per training photo.",
         "",
     ] + purpose_section(cfg.labels)
-
-
-def triggers(cfg) -> list[str]:
-    """The wildlife labels that start the crop cascade."""
-    from vision.taxonomy import get_category
-
-    return [lab for lab in (cfg.crop_triggers or cfg.object_labels) if get_category(lab).is_wildlife]
 
 
 def purpose_section(labels: list[str]) -> list[str]:

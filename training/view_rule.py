@@ -33,12 +33,12 @@ import numpy as np
 
 from vision.bundle import BundleConfig, bundle_paths, save_bundle_config
 from vision.registry import resolve_model
-from vision.runtime import Classifier, best_view, needs_crops
+from vision.runtime import Classifier, needs_crops
 from vision.taxonomy import get_category
 
 from . import data, devads, metrics
 from .evaluate import VIEWS, model_inputs, split_examples
-from .rule import IVORY_MAX_FALSE_FLAG, OBJECT_LABELS, choose_crops_from, ovr_thresholds
+from .rule import IVORY_MAX_FALSE_FLAG, OBJECT_LABELS, aggregate, choose_crops_from, ovr_thresholds
 
 CACHE = Path("runs/view_rule")
 REPTILES = ("snake", "lizard", "crocodilian", "turtle_tortoise")
@@ -131,9 +131,7 @@ def masks(labels: list[str], variant: Variant) -> tuple[np.ndarray, np.ndarray, 
 def scores_of(p: np.ndarray, best: np.ndarray, wildlife, triggers, thr, crops_from) -> tuple[np.ndarray, np.ndarray]:
     """Per-photo scores as the runtime makes them (cascade, then best view): ``(scores, crops run)``."""
     run = needs_crops(p[:, 0], wildlife, triggers, thr, crops_from)
-    q = p.copy()
-    q[~run, 1:] = np.nan
-    return best_view(q, best), run
+    return aggregate(np.moveaxis(p, 1, 0), best, run), run
 
 
 def threshold_array(labels: list[str], thresholds: dict[str, float]) -> np.ndarray:

@@ -91,6 +91,12 @@ class BundleConfig:
             if unknown:
                 raise BundleError(f"{name} the model lacks: {sorted(unknown)}")
 
+    @property
+    def triggers(self) -> list[str]:
+        """The labels whose whole-photo score starts the crop cascade: ``crop_triggers``, else
+        the object labels."""
+        return self.crop_triggers or self.object_labels
+
     def threshold(self, label: str) -> float:
         return float(self.thresholds.get(label, self.default_threshold))
 

@@ -145,8 +145,7 @@ class Classifier:
         self._wildlife = np.array([get_category(label).is_wildlife for label in self.labels])
         self._thresholds = np.array([bundle.config.threshold(label) for label in self.labels], dtype=np.float32)
         self._objects = np.array([label in bundle.config.object_labels for label in self.labels])
-        triggers = bundle.config.crop_triggers or bundle.config.object_labels
-        self._triggers = np.array([label in triggers for label in self.labels])
+        self._triggers = np.array([label in bundle.config.triggers for label in self.labels])
         self._gallery_spec = galleries
         self.galleries: GalleryStore | None = self._open_galleries(galleries)
 
