@@ -299,7 +299,8 @@ def view_rule_section(record: dict) -> list[str]:
         "they make until nothing changes. The rule, declared before the "
         "comparison: dev-ads not-ivory photos flagged ≤ 5 %, dev-ads cross-validated ivory F1 not below the "
         "first row's, validation false flags in no view more than 0.5 point above the first row's; then "
-        f"the highest validation flag recall over the three views. Chosen: **{record['chosen']}**.",
+        f"the highest validation flag recall over the three views. Chosen: **{record['chosen']}**"
+        + (" (by hand with `--variant`, not by the declared rule)." if "by hand" in record.get("how", "") else "."),
         "",
         "| variant | dev-ads ivory CV P / R / F1 | dev-ads not-ivory flagged | val flag recall clean / ad / "
         "listing | val false flags clean / ad / listing | val wildlife macro-F1 clean | val flagged in listing "

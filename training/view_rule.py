@@ -3,6 +3,7 @@
     python -m training.view_rule [--model NAME]                 # compare the variants
     python -m training.view_rule --write 2.2.0 [--model NAME]   # ship the chosen one (test and
                                                                 # dev-ads evaluations, model card)
+    python -m training.view_rule --write 2.3.0 --variant NAME   # ship a named variant by hand
 
 :func:`training.heads.choose_rule` chooses a run's rule on the torch head's cached features,
 with the whole-photo score for every label that is not an object. Here the exported ONNX file
@@ -10,15 +11,19 @@ scores validation (clean, ad-style and listing-scene views) and the real sale po
 (``dev-ads``) on the whole photo *and* each crop, so a live-animal label can take its best
 view too (a small snake in a wide scene) with a threshold chosen on those best-view scores.
 
-A :class:`Variant` names the labels read at their best view and the labels whose
-whole-photo score starts the crop cascade. For each, as :func:`training.heads.choose_rule`
+A :class:`Variant` names the labels read at their best view, the labels whose
+whole-photo score starts the crop cascade and, optionally, one group of labels whose thresholds
+count any photo of the group as a hit (:func:`hits`: what an officer needs from a flag is the
+reptile, even when the reptile label is the wrong one). For each, as :func:`training.heads.choose_rule`
 does: thresholds at validation precision 0.95 with floors (:func:`training.rule.ovr_thresholds`),
 the cascade's start so that at most 20 % of validation photos need crops (cost within 2x a
 view), the ivory look-alike floor, and the ivory threshold on dev-ads (cross-validated over
 post groups). :func:`select` then applies the rule declared before the comparison: dev-ads
 not-ivory photos flagged <= 5 %, dev-ads cross-validated ivory F1 not below the shipped rule's,
 validation false flags in no view more than 0.5 point above the shipped rule's; of those, the
-highest validation flag recall averaged over the three views.
+highest validation flag recall averaged over the three views. The shipped rule is the first
+variant, :data:`SHIPPED` (2.2.0's since 2026-12-03; 2.2.0 was selected against 2.1.0's, now
+:data:`OBJECTS_ONLY`).
 """
 
 from __future__ import annotations
@@ -50,19 +55,39 @@ class Variant(NamedTuple):
     name: str
     best_view: tuple[str, ...]  # labels scored by their best view (the object labels)
     triggers: tuple[str, ...]  # labels whose whole-photo score starts the cascade
+    shared: tuple[str, ...] = ()  # one group: its labels' thresholds count any photo of the group a hit
 
 
-SHIPPED = Variant("objects only (2.1.0's classes)", OBJECT_LABELS, OBJECT_LABELS)
+BEST_REPTILES = (*OBJECT_LABELS, *REPTILES)
+SNAKE_LIZARD = (*OBJECT_LABELS, "snake", "lizard")
+SHIPPED = Variant("+ reptiles; snake, lizard start crops", BEST_REPTILES, SNAKE_LIZARD)  # 2.2.0
+OBJECTS_ONLY = Variant("objects only (2.1.0's classes)", OBJECT_LABELS, OBJECT_LABELS)
 VARIANTS = [
     SHIPPED,
+    OBJECTS_ONLY,
     Variant("+ snake", (*OBJECT_LABELS, "snake"), (*OBJECT_LABELS, "snake")),
-    Variant("+ snake, lizard", (*OBJECT_LABELS, "snake", "lizard"), (*OBJECT_LABELS, "snake", "lizard")),
-    Variant("+ reptiles", (*OBJECT_LABELS, *REPTILES), (*OBJECT_LABELS, *REPTILES)),
-    Variant("+ reptiles; snake starts crops", (*OBJECT_LABELS, *REPTILES), (*OBJECT_LABELS, "snake")),
-    Variant("+ reptiles; snake, lizard start crops", (*OBJECT_LABELS, *REPTILES), (*OBJECT_LABELS, "snake", "lizard")),
-    Variant("+ reptiles; objects start crops", (*OBJECT_LABELS, *REPTILES), OBJECT_LABELS),
+    Variant("+ snake, lizard", SNAKE_LIZARD, SNAKE_LIZARD),
+    Variant("+ reptiles", BEST_REPTILES, BEST_REPTILES),
+    Variant("+ reptiles; snake starts crops", BEST_REPTILES, (*OBJECT_LABELS, "snake")),
+    Variant("+ reptiles; objects start crops", BEST_REPTILES, OBJECT_LABELS),
     Variant("+ every wildlife class; objects start crops", ("*",), OBJECT_LABELS),
+    # one group: a reptile flagged under another reptile's label counts as a hit (2026-12-03)
+    Variant("objects only; reptiles one group", OBJECT_LABELS, OBJECT_LABELS, REPTILES),
+    Variant("+ snake, lizard; snake and lizard one group", SNAKE_LIZARD, SNAKE_LIZARD, ("snake", "lizard")),
+    Variant("+ reptiles; snake starts crops; reptiles one group", BEST_REPTILES, (*OBJECT_LABELS, "snake"), REPTILES),
+    Variant("+ reptiles; snake, lizard start crops; reptiles one group", BEST_REPTILES, SNAKE_LIZARD, REPTILES),
 ]
+
+
+def hits(targets: np.ndarray, labels: list[str], shared: tuple[str, ...] = ()) -> np.ndarray:
+    """N x C: which photos (integer ``targets``) count as hits for each label's threshold: its
+    own photos, and for a label of the ``shared`` group every photo of the group (a lizard
+    flagged by the snake score is a reptile flagged; the label may be the wrong reptile)."""
+    y = np.eye(len(labels))[targets]
+    group = np.array([lab in shared for lab in labels])
+    if group.any():
+        y[:, group] = y[:, group].max(1, keepdims=True)
+    return y
 
 
 def view_scores(classifier: Classifier, examples: list[data.Example], view: str, cache: Path | None = None):
@@ -148,7 +173,7 @@ def choose(ev: Evidence, variant: Variant, rounds: int = 10) -> dict:
     labels, ivory = ev.labels, ev.labels.index("ivory")
     wildlife, best, triggers = masks(labels, variant)
     pv = np.concatenate([ev.val[v] for v in VIEWS])
-    y = np.tile(np.eye(len(labels))[ev.val_targets], (len(VIEWS), 1))
+    y = np.tile(hits(ev.val_targets, labels, variant.shared), (len(VIEWS), 1))
     negatives = ev.val["clean"][~wildlife[ev.val_targets]]
 
     def start_of_crops(thr: np.ndarray) -> float:
@@ -177,6 +202,7 @@ def choose(ev: Evidence, variant: Variant, rounds: int = 10) -> dict:
         "variant": variant.name,
         "object_labels": [lab for k, lab in enumerate(labels) if best[k]],
         "crop_triggers": [lab for k, lab in enumerate(labels) if triggers[k]],
+        "shared": list(variant.shared),
         "thresholds": thresholds,
         "crops_from": crops_from,
         "ivory_floor": floor,
@@ -266,10 +292,13 @@ def write(model_path: Path, rows: list[dict], version: str, chosen: dict | None 
         val_crop_fraction=rule["val_crop_fraction"],
         dev_ads_crop_fraction=rule["dev_ads_crop_fraction"],
     )
+    by_rule = chosen is None or chosen["rule"]["variant"] == select(rows)["rule"]["variant"]
     td["view_rule"] = {
         "chosen": rule["variant"],
         "how": "python -m training.view_rule: thresholds on the ONNX file's best-view validation scores; "
-        "chosen by the rule in its docstring",
+        + (
+            "chosen by the rule in its docstring" if by_rule else "chosen by hand (--variant), not by the declared rule"
+        ),
         "rows": [
             {"variant": r["rule"]["variant"], "rounds": r["rule"]["rounds"], "converged": r["rule"]["converged"]}
             | r["measured"]
@@ -280,14 +309,14 @@ def write(model_path: Path, rows: list[dict], version: str, chosen: dict | None 
     return json_path
 
 
-def ship(model_path: Path, rows: list[dict], version: str, progress: bool = True) -> Path:
+def ship(model_path: Path, rows: list[dict], version: str, progress: bool = True, chosen: dict | None = None) -> Path:
     """:func:`write`, then what ``wildscan export`` does after choosing a rule: the test split
     and dev-ads evaluated with the new JSON (``NAME.eval``), its summary in the JSON, the model
     card rewritten. Returns the card's path."""
     from .card import write_model_card
     from .evaluate import bundle_summary, evaluate_split, write_report
 
-    json_path = write(model_path, rows, version)
+    json_path = write(model_path, rows, version, chosen)
     classifier = Classifier.from_path(json_path, intra_threads=2, galleries=None, runtime="onnxruntime")
     eval_dir = classifier.bundle.onnx_path.with_suffix(".eval")
     evaluation = evaluate_split(classifier, "test", progress=progress)
@@ -307,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="bundle name or path (default: the shipped model)")
     p.add_argument("--write", metavar="VERSION", help="write the selected rule into the bundle JSON as VERSION")
+    p.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="with --write: ship this variant instead of the one the declared rule selects (the JSON says so)",
+    )
     args = p.parse_args(argv)
     path = resolve_model(args.model)
     classifier = Classifier.from_path(path, intra_threads=2, galleries=None)
@@ -315,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"variant": row["rule"]["variant"], **row["measured"]}))
     print("selected:", select(rows)["rule"]["variant"])
     if args.write:
-        print(ship(Path(path), rows, args.write))
+        named = [r for r in rows if r["rule"]["variant"] == args.variant]
+        if args.variant and not named:
+            p.error(f"no variant {args.variant!r}; choose from: {'; '.join(r['rule']['variant'] for r in rows)}")
+        print(ship(Path(path), rows, args.write, chosen=named[0] if named else None))
     return 0
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from training import view_rule
+from training.card import view_rule_section
 from training.rule import ovr_thresholds
 from vision.bundle import bundle_paths
 from vision.registry import create_model, resolve_model
@@ -37,6 +38,26 @@ def test_select_follows_the_declared_rule():
     assert view_rule.select(rows[:1])["rule"]["variant"] == "shipped"  # the shipped rule is kept unless beaten
 
 
+def test_a_shared_group_counts_any_of_its_photos_a_hit():
+    labels = ["ivory", "snake", "lizard", "goods_other"]
+    targets = np.array([0, 1, 2, 3])
+    y = view_rule.hits(targets, labels, ("snake", "lizard"))
+    assert y.tolist() == [[1, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]]
+    assert view_rule.hits(targets, labels).tolist() == np.eye(4).tolist()
+
+    # ranked by the snake score: snake, lizard, lizard, snake, other goods, lizard
+    targets = np.array([1, 2, 2, 1, 3, 2])
+    probs = np.zeros((6, 4))
+    probs[:, 1] = [0.95, 0.9, 0.85, 0.8, 0.3, 0.2]
+    wildlife = np.array([True, True, True, False])
+    alone = ovr_thresholds(probs, view_rule.hits(targets, labels), labels, wildlife, target_precision=0.9)
+    grouped = ovr_thresholds(
+        probs, view_rule.hits(targets, labels, ("snake", "lizard")), labels, wildlife, target_precision=0.9
+    )
+    assert alone["snake"] == 0.95  # below it the lizards count against the snake label
+    assert grouped["snake"] == 0.8  # as a reptile flag every photo down to the last snake is right
+
+
 @pytest.fixture(scope="module")
 def evidence():
     """A quick evidence set: 2 validation photos per class in every view, 40 real sale posts."""
@@ -46,7 +67,7 @@ def evidence():
 def test_thresholds_hold_under_the_cascade_they_ship_with(evidence):
     """Chosen again on the scores the final rule's cascade gives, the best-view thresholds come
     out the same (the fixed point), and the crops stay within the cost budget."""
-    variant = view_rule.VARIANTS[5]
+    variant = view_rule.SHIPPED
     rule = view_rule.choose(evidence, variant)
     assert rule["converged"]
     labels = evidence.labels
@@ -67,7 +88,7 @@ def test_the_written_rule_is_what_the_runtime_applies(evidence, tmp_path, shared
     onnx.symlink_to(shipped_onnx)
     onnx.with_suffix(".json").write_text(shipped_json.read_text())
     rows = []
-    for variant in (view_rule.SHIPPED, view_rule.VARIANTS[5]):  # reptiles read at their best crop
+    for variant in (view_rule.OBJECTS_ONLY, view_rule.SHIPPED):  # the second reads reptiles at their best crop
         rule = view_rule.choose(evidence, variant)
         rows.append({"rule": rule, "measured": view_rule.measure(evidence, rule)})
     assert "snake" in rows[1]["rule"]["object_labels"] and "crocodilian" not in rows[1]["rule"]["crop_triggers"]
@@ -78,6 +99,15 @@ def test_the_written_rule_is_what_the_runtime_applies(evidence, tmp_path, shared
     assert written.config.version == "9.9.9" and written.config.object_labels == rule["object_labels"]
     assert written.config.crop_triggers == rule["crop_triggers"] and written.config.thresholds == rule["thresholds"]
     assert written.config.training_data["view_rule"]["chosen"] == rule["variant"]
+    # the JSON and the card say when the declared rule did not choose
+    for chosen, by_hand in ((None, False), (next(r for r in rows if r is not view_rule.select(rows)), True)):
+        view_rule.write(onnx, rows, "9.9.9", chosen=chosen)
+        record = Classifier.from_path(onnx, galleries=None).config.training_data["view_rule"]
+        assert record["chosen"] == (chosen or view_rule.select(rows))["rule"]["variant"]
+        assert ("by hand" in record["how"]) == by_hand
+        assert ("by hand with `--variant`" in "\n".join(view_rule_section(record))) == by_hand
+    view_rule.write(onnx, rows, "9.9.9", chosen=rows[1])
+    written = Classifier.from_path(onnx, galleries=None)
 
     # the real sale posts through the runtime (decode, cascade, best view) score as the rule was judged
     ads = [ex for ex in view_rule.devads.examples() if ex.cls in ("ivory", "not_ivory")][:40]
