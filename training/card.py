@@ -156,7 +156,13 @@ def evaluation_section(bundle, metrics: dict, export: dict) -> list[str]:
         "Every wildlife class but ivory: the lowest score at which validation precision (clean, ad-style and "
         "listing-scene views together) reaches 0.95, raised to at least 0.5 and to the score that keeps that "
         "class's false flags on non-wildlife validation photos at 0.2 % or below (floors, so that an easy "
-        "class cannot get a threshold at false-flag levels). Ivory: chosen on `dev-ads` (best F1 at "
+        "class cannot get a threshold at false-flag levels)"
+        + (
+            "; for the reptile classes any reptile photo counts as a hit (chosen as one group)"
+            if "one group" in td.get("view_rule", {}).get("chosen", "")
+            else ""
+        )
+        + ". Ivory: chosen on `dev-ads` (best F1 at "
         "precision ≥ 0.85), never below the score at which ivory flags 5 % of the non-wildlife validation "
         f"photos (look-alikes included): {td.get('ivory_floor', '—')}.",
         "",
@@ -283,6 +289,19 @@ def selection_section(selection: dict) -> list[str]:
     return lines + ["", selection.get("notes", ""), ""]
 
 
+GROUP_NOTE = [
+    "The variants named *one group* choose the reptile thresholds counting any reptile photo as a hit "
+    "(a lizard flagged under the snake label is a reptile flagged; the label may name the wrong reptile). "
+    "They were added on 2026-12-03 with the first row as the shipped rule (2.2.0). With snakes and lizards "
+    "starting the crops, their cascade starts lower than without the group, because more photos are flagged "
+    "on the whole photo and leave room in the crop budget, and the lower start raises the ivory floor: "
+    "each of those lost one dev-ads ivory photo against the same variant without the group. The variant "
+    "*crops from 0.24 at least* (the cascade starts no lower than 2.2.0's: fewer crops, not more) was "
+    "added after that was seen, not declared before it.",
+    "",
+]
+
+
 def view_rule_section(record: dict) -> list[str]:
     """Which labels read their best view, chosen on the ONNX file's outputs (``python -m
     training.view_rule``; the bundle JSON's ``training_data.view_rule``)."""
@@ -302,6 +321,7 @@ def view_rule_section(record: dict) -> list[str]:
         f"the highest validation flag recall over the three views. Chosen: **{record['chosen']}**"
         + (" (by hand with `--variant`, not by the declared rule)." if "by hand" in record.get("how", "") else "."),
         "",
+        *(GROUP_NOTE if any("one group" in r["variant"] for r in record["rows"]) else []),
         "| variant | dev-ads ivory CV P / R / F1 | dev-ads not-ivory flagged | val flag recall clean / ad / "
         "listing | val false flags clean / ad / listing | val wildlife macro-F1 clean | val flagged in listing "
         "scenes: snakes / lizards / crocodilians / turtles |",

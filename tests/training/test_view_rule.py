@@ -74,12 +74,13 @@ def test_thresholds_hold_under_the_cascade_they_ship_with(evidence):
     wildlife, best, triggers = view_rule.masks(labels, variant)
     thr = view_rule.threshold_array(labels, rule["thresholds"])
     pv = np.concatenate([evidence.val[v] for v in ("clean", "ad", "listing")])
-    y = np.tile(np.eye(len(labels))[evidence.val_targets], (3, 1))
+    y = np.tile(view_rule.hits(evidence.val_targets, labels, variant.shared), (3, 1))
     scores, run = view_rule.scores_of(pv, best, wildlife, triggers, thr, rule["crops_from"])
     again = ovr_thresholds(scores, y, labels, wildlife)
     for lab in ("snake", "lizard", "crocodilian", "turtle_tortoise"):
         assert rule["thresholds"][lab] == again[lab], lab
     assert run.mean() == rule["val_crop_fraction"] <= 0.2
+    assert rule["crops_from"] >= variant.crops_from_min
 
 
 def test_the_written_rule_is_what_the_runtime_applies(evidence, tmp_path, shared_data):
@@ -88,7 +89,7 @@ def test_the_written_rule_is_what_the_runtime_applies(evidence, tmp_path, shared
     onnx.symlink_to(shipped_onnx)
     onnx.with_suffix(".json").write_text(shipped_json.read_text())
     rows = []
-    for variant in (view_rule.OBJECTS_ONLY, view_rule.SHIPPED):  # the second reads reptiles at their best crop
+    for variant in (view_rule.OBJECTS_ONLY, view_rule.REPTILES_AT_BEST):  # the second: reptiles at their best crop
         rule = view_rule.choose(evidence, variant)
         rows.append({"rule": rule, "measured": view_rule.measure(evidence, rule)})
     assert "snake" in rows[1]["rule"]["object_labels"] and "crocodilian" not in rows[1]["rule"]["crop_triggers"]
