@@ -158,8 +158,8 @@ def evaluation_section(bundle, metrics: dict, export: dict) -> list[str]:
         "class's false flags on non-wildlife validation photos at 0.2 % or below (floors, so that an easy "
         "class cannot get a threshold at false-flag levels)"
         + (
-            "; for the reptile classes any reptile photo counts as a hit (chosen as one group)"
-            if "one group" in td.get("view_rule", {}).get("chosen", "")
+            f"; for {', '.join(shared)} any photo of one of them counts as a hit (chosen as one group)"
+            if (shared := td.get("view_rule", {}).get("shared"))
             else ""
         )
         + ". Ivory: chosen on `dev-ads` (best F1 at "
@@ -292,12 +292,13 @@ def selection_section(selection: dict) -> list[str]:
 GROUP_NOTE = [
     "The variants named *one group* choose the reptile thresholds counting any reptile photo as a hit "
     "(a lizard flagged under the snake label is a reptile flagged; the label may name the wrong reptile). "
-    "They were added on 2026-12-03 with the first row as the shipped rule (2.2.0). With snakes and lizards "
-    "starting the crops, their cascade starts lower than without the group, because more photos are flagged "
-    "on the whole photo and leave room in the crop budget, and the lower start raises the ivory floor: "
-    "each of those lost one dev-ads ivory photo against the same variant without the group. The variant "
-    "*crops from 0.24 at least* (the cascade starts no lower than 2.2.0's: fewer crops, not more) was "
-    "added after that was seen, not declared before it.",
+    "They were first compared on 2026-12-03 with 2.2.0's rule (*+ reptiles; snake, lizard start crops*) as "
+    "the shipped one. With snakes and lizards starting the crops, their cascade started lower than without "
+    "the group, because more photos are flagged on the whole photo and leave room in the crop budget, and "
+    "the lower start raised the ivory floor: each of those lost one dev-ads ivory photo against the same "
+    "variant without the group. The variant *crops from 0.24 at least* (the cascade starts no lower than "
+    "2.2.0's: fewer crops, not more) was added after that was seen, not declared before it; the rule "
+    "selected it and it shipped as 2.3.0.",
     "",
 ]
 

@@ -94,7 +94,12 @@ VARIANTS = [
 def hits(targets: np.ndarray, labels: list[str], shared: tuple[str, ...] = ()) -> np.ndarray:
     """N x C: which photos (integer ``targets``) count as hits for each label's threshold: its
     own photos, and for a label of the ``shared`` group every photo of the group (a lizard
-    flagged by the snake score is a reptile flagged; the label may be the wrong reptile)."""
+    flagged by the snake score is a reptile flagged; the label may be the wrong reptile). A
+    group is two or more wildlife labels: a non-wildlife label would leave the negatives."""
+    if shared:
+        bad = [lab for lab in shared if lab not in labels or not get_category(lab).is_wildlife]
+        if bad or len(set(shared)) < 2:
+            raise ValueError(f"a shared group is two or more wildlife labels of the model, got {shared!r}")
     y = np.eye(len(labels))[targets]
     group = np.array([lab in shared for lab in labels])
     if group.any():
@@ -216,6 +221,7 @@ def choose(ev: Evidence, variant: Variant, rounds: int = 10) -> dict:
         "object_labels": [lab for k, lab in enumerate(labels) if best[k]],
         "crop_triggers": [lab for k, lab in enumerate(labels) if triggers[k]],
         "shared": list(variant.shared),
+        "crops_from_min": variant.crops_from_min,
         "thresholds": thresholds,
         "crops_from": crops_from,
         "ivory_floor": floor,
@@ -308,6 +314,8 @@ def write(model_path: Path, rows: list[dict], version: str, chosen: dict | None 
     by_rule = chosen is None or chosen["rule"]["variant"] == select(rows)["rule"]["variant"]
     td["view_rule"] = {
         "chosen": rule["variant"],
+        "shared": rule["shared"],  # the labels whose thresholds count any photo of the group a hit
+        "crops_from_min": rule["crops_from_min"],
         "how": "python -m training.view_rule: thresholds on the ONNX file's best-view validation scores; "
         + (
             "chosen by the rule in its docstring" if by_rule else "chosen by hand (--variant), not by the declared rule"
@@ -355,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         help="with --write: ship this variant instead of the one the declared rule selects (the JSON says so)",
     )
     args = p.parse_args(argv)
+    if args.variant and not args.write:
+        p.error("--variant names the variant to ship: it needs --write VERSION")
+    if args.variant and args.variant not in {v.name for v in VARIANTS}:
+        p.error(f"no variant {args.variant!r}; choose from: {' | '.join(v.name for v in VARIANTS)}")
     path = resolve_model(args.model)
     classifier = Classifier.from_path(path, intra_threads=2, galleries=None)
     rows = compare(classifier)
@@ -363,8 +375,6 @@ def main(argv: list[str] | None = None) -> int:
     print("selected:", select(rows)["rule"]["variant"])
     if args.write:
         named = [r for r in rows if r["rule"]["variant"] == args.variant]
-        if args.variant and not named:
-            p.error(f"no variant {args.variant!r}; choose from: {'; '.join(r['rule']['variant'] for r in rows)}")
         print(ship(Path(path), rows, args.write, chosen=named[0] if named else None))
     return 0
 

@@ -44,6 +44,9 @@ def test_a_shared_group_counts_any_of_its_photos_a_hit():
     y = view_rule.hits(targets, labels, ("snake", "lizard"))
     assert y.tolist() == [[1, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]]
     assert view_rule.hits(targets, labels).tolist() == np.eye(4).tolist()
+    for bad in (("snake",), ("snake", "goods_other"), ("snake", "snek")):  # one label, not wildlife, unknown
+        with pytest.raises(ValueError):
+            view_rule.hits(targets, labels, bad)
 
     # ranked by the snake score: snake, lizard, lizard, snake, other goods, lizard
     targets = np.array([1, 2, 2, 1, 3, 2])
@@ -106,6 +109,7 @@ def test_the_written_rule_is_what_the_runtime_applies(evidence, tmp_path, shared
         record = Classifier.from_path(onnx, galleries=None).config.training_data["view_rule"]
         assert record["chosen"] == (chosen or view_rule.select(rows))["rule"]["variant"]
         assert ("by hand" in record["how"]) == by_hand
+        assert record["shared"] == (chosen or view_rule.select(rows))["rule"]["shared"]
         assert ("by hand with `--variant`" in "\n".join(view_rule_section(record))) == by_hand
     view_rule.write(onnx, rows, "9.9.9", chosen=rows[1])
     written = Classifier.from_path(onnx, galleries=None)

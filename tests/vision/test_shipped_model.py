@@ -66,3 +66,19 @@ def test_readme_classify_command_prints_a_valid_record(shared_data, capsys):
     record = json.loads(capsys.readouterr().out)
     assert record["label"] == row["label"] and record["model"]["name"] == DEFAULT_MODEL
     assert record["model"]["sha256"] and record["error"] is None
+
+
+def test_the_card_is_what_the_bundle_and_the_notes_generate(tmp_path, shipped_model_dir):
+    """MODEL_CARD.md is written by training.card from the bundle JSON, its evaluation and
+    training/model_card_notes.md: a hand edit, or a JSON changed without the card, fails here."""
+    import shutil
+
+    from training.card import write_model_card
+
+    onnx = tmp_path / f"{DEFAULT_MODEL}.onnx"
+    onnx.symlink_to(shipped_model_dir / onnx.name)
+    shutil.copy(shipped_model_dir / f"{DEFAULT_MODEL}.json", tmp_path)
+    shutil.copytree(shipped_model_dir / f"{DEFAULT_MODEL}.eval", tmp_path / f"{DEFAULT_MODEL}.eval")
+    if (shipped_model_dir / "GALLERY_EVAL.md").exists():
+        shutil.copy(shipped_model_dir / "GALLERY_EVAL.md", tmp_path)
+    assert write_model_card(onnx).read_text() == (shipped_model_dir / "MODEL_CARD.md").read_text()
