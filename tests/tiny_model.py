@@ -8,9 +8,11 @@ photo scores high on ``ivory``, a blue one on ``reef_coral``, a dark one on
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from vision.bundle import BundleConfig, save_bundle_config
 from vision.preprocess import PreprocessConfig
@@ -76,3 +78,13 @@ def make_cascade_bundle(folder: Path, crops_from: float, **config) -> Path:
     thresholds nothing reaches: the crops run exactly when a trigger scores ``crops_from``."""
     settings = {"object_labels": ["ivory"], "thresholds": {"ivory": 0.9999, "reef_coral": 0.9999}, **config}
     return make_tiny_bundle(folder, crops=CASCADE_CROPS, score_mode="sigmoid", crops_from=crops_from, **settings)
+
+
+def framed_photo(path: Path, size: int, at: tuple[int, int], background: tuple[int, int, int]) -> bytes:
+    """PNG bytes of a dark listing-like ``size`` x ``size`` frame with the real photo at
+    ``path`` filling one quarter, its top-left corner at pixel ``at``."""
+    frame = Image.new("RGB", (size, size), background)
+    frame.paste(Image.open(path).convert("RGB").resize((size // 2, size // 2)), at)
+    out = io.BytesIO()
+    frame.save(out, "PNG")
+    return out.getvalue()

@@ -1,12 +1,9 @@
 """The heatmap explains the model input that gave the result its score: for a label read at
 its best view, the crop the cascade ran (tiny model, a real photo in one corner of a frame)."""
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
-from tiny_model import CASCADE_CROPS, TINY_LABELS, make_cascade_bundle, tiny_logits
+from tiny_model import CASCADE_CROPS, TINY_LABELS, framed_photo, make_cascade_bundle, tiny_logits
 
 from serving.explain import explain
 from vision.preprocess import load_for_model
@@ -16,18 +13,10 @@ CROPS = CASCADE_CROPS
 IVORY = TINY_LABELS.index("ivory")
 
 
-def ivory_bottom_right(photo) -> bytes:
-    frame = Image.new("RGB", (240, 240), (25, 25, 25))
-    frame.paste(Image.open(photo("ivory_carving")).convert("RGB").resize((120, 120)), (120, 120))
-    out = io.BytesIO()
-    frame.save(out, "PNG")
-    return out.getvalue()
-
-
 @pytest.mark.parametrize("crops_from", [0.0, 0.9999])
 def test_a_label_read_at_its_best_view_is_explained_on_that_view(tmp_path, photo, crops_from):
     classifier = Classifier.from_path(make_cascade_bundle(tmp_path, crops_from), galleries=None)
-    data = ivory_bottom_right(photo)
+    data = framed_photo(photo("ivory_carving"), 240, (120, 120), (25, 25, 25))  # bottom-right quarter
     scores = 1 / (1 + np.exp(-tiny_logits(load_for_model(data, classifier.preprocess)[0])))  # V x C oracle
     crops_run = crops_from == 0.0
     expected = int(np.argmax(scores[:, IVORY])) if crops_run else 0

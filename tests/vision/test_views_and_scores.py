@@ -1,12 +1,16 @@
 """Model 2's decision rule: one-vs-rest scores, whole photo + crops with a cascade, the
 "possible match" band. Checked against a numpy oracle of the tiny model on real pixels."""
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
-from tiny_model import CASCADE_CROPS, TINY_LABELS, make_cascade_bundle, make_tiny_bundle, tiny_logits
+from tiny_model import (
+    CASCADE_CROPS,
+    TINY_LABELS,
+    framed_photo,
+    make_cascade_bundle,
+    make_tiny_bundle,
+    tiny_logits,
+)
 
 from vision.bundle import BundleConfig
 from vision.errors import BundleError
@@ -23,11 +27,7 @@ def sigmoid(z):
 
 def corner_photo(photo) -> bytes:
     """A dark listing-like frame with a real ivory photo in its top-left quarter."""
-    canvas = Image.new("RGB", (256, 256), (20, 20, 30))
-    canvas.paste(Image.open(photo("ivory_carving")).convert("RGB").resize((128, 128)), (0, 0))
-    buf = io.BytesIO()
-    canvas.save(buf, "PNG")
-    return buf.getvalue()
+    return framed_photo(photo("ivory_carving"), 256, (0, 0), (20, 20, 30))
 
 
 def test_views_are_the_whole_photo_and_each_crop(photo):
