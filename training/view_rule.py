@@ -96,13 +96,12 @@ def hits(targets: np.ndarray, labels: list[str], shared: tuple[str, ...] = ()) -
     own photos, and for a label of the ``shared`` group every photo of the group (a lizard
     flagged by the snake score is a reptile flagged; the label may be the wrong reptile). A
     group is two or more wildlife labels: a non-wildlife label would leave the negatives."""
+    y = np.eye(len(labels))[targets]
     if shared:
         bad = [lab for lab in shared if lab not in labels or not get_category(lab).is_wildlife]
         if bad or len(set(shared)) < 2:
             raise ValueError(f"a shared group is two or more wildlife labels of the model, got {shared!r}")
-    y = np.eye(len(labels))[targets]
-    group = np.array([lab in shared for lab in labels])
-    if group.any():
+        group = np.array([lab in shared for lab in labels])
         y[:, group] = y[:, group].max(1, keepdims=True)
     return y
 
